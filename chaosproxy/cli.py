@@ -1,0 +1,256 @@
+"""The ``chaosproxy`` command line: run, validate, schema, demo.
+
+Exit codes: 0 success (a clean shutdown on SIGINT or SIGTERM included), 2 bad
+input (a configuration file, a flag), 1 anything else, reported in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from chaosproxy.config import ConfigError, ProxyConfig, config_schema, load_config
+from chaosproxy.logs import configure_logging
+from chaosproxy.server import ChaosProxy
+
+__all__ = ["main"]
+
+logger = logging.getLogger("chaosproxy.server")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+# Flags of ``run`` that override a field of the file, and that field's name.
+_OVERRIDES = {
+    "listen": "listen",
+    "upstream": "upstream",
+    "admin": "admin",
+    "seed": "seed",
+}
+
+
+class BadInput(Exception):
+    """A flag or file the user gave is wrong; the message says which and how."""
+
+
+def _fail(message: str) -> None:
+    """Print ``message`` as the program's one-line complaint."""
+    print(f"chaosproxy: {message}", file=sys.stderr)
+
+
+def _apply_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConfig:
+    """Return ``config`` with the ``run`` flags that were given applied."""
+    given = {
+        field: getattr(args, flag)
+        for flag, field in _OVERRIDES.items()
+        if getattr(args, flag) is not None
+    }
+    if not given:
+        return config
+    data: dict[str, Any] = config.model_dump(mode="json", exclude_unset=True)
+    data.update(given)
+    try:
+        return ProxyConfig.model_validate(data)
+    except ValidationError as exc:
+        flags = {field: flag for flag, field in _OVERRIDES.items()}
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            where = f"--{flags[field]}" if field in flags else args.config
+            problems.append(f"{where}: {error['msg']}, got {error.get('input')!r}")
+        raise BadInput("\n".join(problems)) from exc
+
+
+async def _serve(proxy: ChaosProxy, args: argparse.Namespace) -> None:
+    """Run ``proxy`` until SIGINT or SIGTERM, reloading the file on SIGHUP."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, proxy, args.config)
+
+    await proxy.start()
+    watcher = None
+    if args.watch:
+        watcher = asyncio.create_task(
+            _watch(proxy, args.config), name="chaosproxy-config-watch"
+        )
+    logger.info(
+        "ready",
+        extra={
+            "listen": proxy.url,
+            "admin": proxy.config.admin or "off",
+            "upstream": proxy.config.upstream,
+        },
+    )
+    try:
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await proxy.stop()
+    logger.info("stopped")
+
+
+def _fingerprint(path: str) -> tuple[float, int] | None:
+    """Return the file's modification time and size, or None if it is missing."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+
+    return (stat.st_mtime, stat.st_size)
+
+
+async def _watch(proxy: ChaosProxy, path: str, interval: float = 1.0) -> None:
+    """Reload the file whenever it changes (``--watch``).
+
+    Polling the modification time and size once a second works on every file
+    system, including a Kubernetes ConfigMap volume, whose updates arrive as an
+    atomic swap of a symbolic link that inotify watchers often miss.
+    """
+    seen = _fingerprint(path)
+    while True:
+        await asyncio.sleep(interval)
+        current = _fingerprint(path)
+        if current is not None and current != seen:
+            seen = current
+            _reload(proxy, path)
+
+
+def _reload(proxy: ChaosProxy, path: str) -> None:
+    """Re-read the configuration file; a bad file keeps the old rules in force."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        logging.getLogger("chaosproxy.config").warning(
+            "reload refused", extra={"file": path, "problems": str(exc)}
+        )
+        return
+    proxy.apply_config(config)
+    logger.info("reloaded", extra={"file": path})
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """``chaosproxy run``: serve until told to stop."""
+    configure_logging(args.log_format)
+    try:
+        config = _apply_overrides(load_config(args.config), args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BadInput as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    if args.workers > 1:
+        # TODO(#6): several worker processes sharing one port are not built yet.
+        _fail(f"--workers: only 1 is supported for now, got {args.workers}")
+        return EXIT_BAD_INPUT
+
+    proxy = ChaosProxy(config, observations_file=args.observations_file)
+    try:
+        asyncio.run(_serve(proxy, args))
+    except OSError as exc:
+        _fail(f"cannot serve on {config.listen}: {exc.strerror or exc}")
+        return EXIT_FAILURE
+
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """``chaosproxy validate``: print ``ok`` or every problem in the file."""
+    try:
+        load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("ok")
+
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    """``chaosproxy schema``: print the configuration file's JSON Schema."""
+    print(json.dumps(config_schema(), indent=2))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """``chaosproxy demo``: built-in upstream, proxy and traffic, then a summary."""
+    from chaosproxy.demo import run_demo
+
+    return run_demo(seconds=args.seconds)
+
+
+def _positive_int(text: str) -> int:
+    """Parse a whole number of at least 1, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="chaosproxy",
+        description="A fault-injecting HTTP reverse proxy for resilience testing.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve a configuration file")
+    run.add_argument("-c", "--config", required=True, help="the YAML configuration")
+    run.add_argument("--listen", help="host:port to serve on (overrides the file)")
+    run.add_argument("--upstream", help="scheme://host:port[/base] to forward to")
+    run.add_argument("--admin", help="host:port for the admin API")
+    run.add_argument("--seed", type=int, help="make fault decisions reproducible")
+    run.add_argument("--workers", type=_positive_int, default=1, help="processes")
+    run.add_argument("--observations-file", help="append observations as JSON lines")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument(
+        "--watch", action="store_true", help="reload when the file changes"
+    )
+    run.set_defaults(func=_cmd_run)
+
+    validate = commands.add_parser("validate", help="check a configuration file")
+    validate.add_argument("file")
+    validate.set_defaults(func=_cmd_validate)
+
+    schema = commands.add_parser("schema", help="print the config's JSON Schema")
+    schema.set_defaults(func=_cmd_schema)
+
+    demo = commands.add_parser("demo", help="watch faults act on a built-in service")
+    demo.add_argument("--seconds", type=_positive_int, default=10)
+    demo.set_defaults(func=_cmd_demo)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        return int(args.func(args))
+
+    return EXIT_OK

@@ -1,0 +1,255 @@
+"""The request path through the proxy.
+
+::
+
+    client ──> ProxyHandler.__call__
+                 │ route = router.match(method, path, headers)      routing.py
+                 │ decision = decide(injector, route.faults)        faults/__init__.py
+                 │   latency is held here, by the injector
+                 │   a terminating fault answers now ─────────────> client
+                 │ upstream.open(...) streams the request body      upstream.py
+                 │   502 / 504 on failure ────────────────────────> client
+                 │ response streamed back, through the body filters
+                 │   (partial_failure cuts it, data_corruption alters it)
+                 │ one observation + one access-log line            observations.py
+                 ▼
+               client
+
+Bodies stream chunk by chunk in both directions; neither is ever held whole. The
+router is read once per request, so a rule change lands between requests, not
+inside one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from aumai_chaos import FaultInjector, FaultType
+from chaosproxy.config import ProxyConfig
+from chaosproxy.faults import FAULT_HEADER, BodyFilter, Decision, decide
+from chaosproxy.faults import error as error_fault
+from chaosproxy.faults import resource_exhaustion as exhaustion_fault
+from chaosproxy.faults import timeout as timeout_fault
+from chaosproxy.faults.data_corruption import Corruptor
+from chaosproxy.faults.partial_failure import Truncator, close_connection
+from chaosproxy.headers import downstream_headers, upstream_headers
+from chaosproxy.observations import ObservationSink
+from chaosproxy.routing import Route, Router
+from chaosproxy.upstream import Upstream, UpstreamError
+
+__all__ = ["CLIENT_CLOSED", "ProxyHandler", "ProxyState"]
+
+access_log = logging.getLogger("chaosproxy.access")
+upstream_log = logging.getLogger("chaosproxy.upstream")
+
+#: Status recorded for a request whose client went away before its answer
+#: (nginx's convention; never sent on the wire).
+CLIENT_CLOSED = 499
+
+_NO_FAULTS = Decision()
+
+
+@dataclass(slots=True)
+class ProxyState:
+    """What the handler reads per request; the admin API swaps ``router``."""
+
+    config: ProxyConfig
+    router: Router
+    injector: FaultInjector
+    upstream: Upstream
+    sink: ObservationSink
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What one request came to, for its observation and access-log line."""
+
+    route: Route
+    decision: Decision = field(default_factory=Decision)
+    status: int = CLIENT_CLOSED
+    upstream_error: str | None = None
+
+
+class _PassthroughResponse(web.StreamResponse):
+    """A streamed response that adds no ``Server`` or ``Content-Type`` of its own.
+
+    aiohttp fills both in when absent; a transparent proxy must not invent headers
+    the upstream did not send. (``Date`` it may add: RFC 9110 section 6.6.1 asks a
+    forwarding recipient to.)
+    """
+
+    async def _prepare_headers(self) -> None:
+        had_server = "Server" in self.headers
+        had_type = "Content-Type" in self.headers
+        await super()._prepare_headers()
+        if not had_server:
+            self.headers.popall("Server", None)
+        if not had_type:
+            self.headers.popall("Content-Type", None)
+
+
+class ProxyHandler:
+    """aiohttp's low-level request handler for proxied traffic."""
+
+    def __init__(self, state: ProxyState) -> None:
+        """Serve requests with the rules and clients in ``state``."""
+        self.state = state
+        self._loop_time = asyncio.get_running_loop().time
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Route, decide faults, forward or answer, and record the exchange."""
+        started = self._loop_time()
+        raw_target = request.raw_path
+        path = raw_target.partition("?")[0]
+        route = self.state.router.match(request.method, path, request.headers)
+        exchange = _Exchange(route)
+        try:
+            if route.faults:
+                exchange.decision = await decide(self.state.injector, route.faults)
+            response = await self._respond(request, raw_target, exchange)
+            exchange.status = response.status
+            return response
+        finally:
+            duration_ms = round((self._loop_time() - started) * 1000, 3)
+            self._record(request, path, exchange, duration_ms)
+
+    async def _respond(
+        self, request: web.BaseRequest, raw_target: str, exchange: _Exchange
+    ) -> web.StreamResponse:
+        """Answer with the terminating fault if one fired, else forward upstream."""
+        decision = exchange.decision
+        if decision.terminal is None:
+            return await self._forward(request, raw_target, exchange)
+
+        fault = decision.terminal.config
+        fired = decision.header_value
+        if decision.terminal_type is FaultType.timeout:
+            default_ms = self.state.config.upstream_timeout_ms
+            return await timeout_fault.respond(fault, default_ms, fired)
+        if decision.terminal_type is FaultType.resource_exhaustion:
+            return exhaustion_fault.respond(fault, fired)
+        assert decision.terminal_error is not None
+
+        return error_fault.respond(fault, decision.terminal_error, fired)
+
+    async def _forward(
+        self, request: web.BaseRequest, raw_target: str, exchange: _Exchange
+    ) -> web.StreamResponse:
+        """Send the request upstream and stream its response back."""
+        headers = upstream_headers(
+            request.headers, client_ip=request.remote, scheme=request.scheme
+        )
+        body = request.content if request.body_exists else None
+        try:
+            upstream = await self.state.upstream.open(
+                request.method, raw_target, headers, body
+            )
+        except UpstreamError as exc:
+            exchange.upstream_error = exc.kind
+            upstream_log.warning(
+                "upstream failed", extra={"upstream_error": exc.kind, "error": str(exc)}
+            )
+            return exc.to_response()
+
+        try:
+            return await self._relay(request, upstream, exchange)
+        finally:
+            upstream.release()
+
+    async def _relay(
+        self,
+        request: web.BaseRequest,
+        upstream: aiohttp.ClientResponse,
+        exchange: _Exchange,
+    ) -> web.StreamResponse:
+        """Stream the upstream's status, headers and body to the client."""
+        response = _PassthroughResponse(
+            status=upstream.status,
+            reason=upstream.reason,
+            headers=downstream_headers(upstream.headers),
+        )
+        decision = exchange.decision
+        if decision.fired:
+            response.headers[FAULT_HEADER] = decision.header_value
+        filters = self._body_filters(decision, upstream.content_length)
+        exchange.status = upstream.status
+        await response.prepare(request)
+
+        try:
+            async for chunk in upstream.content.iter_any():
+                for body_filter in filters:
+                    chunk = body_filter.feed(chunk)
+                if chunk:
+                    await response.write(chunk)
+                if any(f.finished for f in filters):
+                    break
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Headers are gone already: all a client can still be told is that the
+            # body broke off, by closing its connection.
+            error = self.state.upstream.translate(exc)
+            exchange.upstream_error = error.kind
+            upstream_log.warning(
+                "upstream body failed",
+                extra={"upstream_error": error.kind, "error": str(error)},
+            )
+            close_connection(request)
+            return response
+
+        if any(isinstance(f, Truncator) for f in filters):
+            # Cut short, or had no body to cut: either way the connection closes.
+            upstream.close()
+            close_connection(request)
+            return response
+        await response.write_eof()
+
+        return response
+
+    def _body_filters(
+        self, decision: Decision, content_length: int | None
+    ) -> list[BodyFilter]:
+        """Build the body filters for the response faults that fired."""
+        filters: list[BodyFilter] = []
+        for _, fault_type in decision.response:
+            if fault_type is FaultType.data_corruption:
+                seed = self.state.injector.rng.getrandbits(64)
+                filters.insert(0, Corruptor(random.Random(seed)))
+            elif fault_type is FaultType.partial_failure:
+                filters.append(Truncator(content_length))
+
+        return filters
+
+    def _record(
+        self,
+        request: web.BaseRequest,
+        path: str,
+        exchange: _Exchange,
+        duration_ms: float,
+    ) -> None:
+        """Record the exchange as an observation and an access-log line."""
+        decision = exchange.decision
+        details: dict[str, object] = {
+            "method": request.method,
+            "path": path,
+            "route": exchange.route.name,
+            "status": exchange.status,
+            "duration_ms": duration_ms,
+            "faults": [t.value for t in decision.fired_types],
+        }
+        if exchange.upstream_error is not None:
+            details["upstream_error"] = exchange.upstream_error
+        origins = sorted({f.origin for f in decision.fired} - {"route", "global"})
+        if origins:
+            details["experiments"] = origins
+        event = "fault_injected" if decision.fired else "proxied"
+        self.state.sink.record(exchange.route.component, event, details)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "request",
+                extra={**details, "component": exchange.route.component},
+            )
