@@ -12,9 +12,10 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -145,9 +146,36 @@ def _reload(proxy: ChaosProxy, path: str) -> None:
     logger.info("reloaded", extra={"file": path})
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return uvloop's loop factory when uvloop is installed, else None (asyncio's).
+
+    uvloop roughly doubles the requests a core can proxy; the proxy behaves the
+    same on either loop.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+
+    return uvloop.new_event_loop
+
+
+def _raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard limit.
+
+    Every proxied request holds two sockets (client and upstream); the common soft
+    default of 1024 would cap a proxy near 500 concurrent requests.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     """``chaosproxy run``: serve until told to stop."""
-    configure_logging(args.log_format)
+    configure_logging(args.log_format, access_log=args.access_log)
+    _raise_open_file_limit()
     try:
         config = _apply_overrides(load_config(args.config), args)
     except ConfigError as exc:
@@ -164,7 +192,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     proxy = ChaosProxy(config, observations_file=args.observations_file)
     try:
-        asyncio.run(_serve(proxy, args))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(proxy, args))
     except OSError as exc:
         _fail(f"cannot serve on {config.listen}: {exc.strerror or exc}")
         return EXIT_FAILURE
@@ -228,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive_int, default=1, help="processes")
     run.add_argument("--observations-file", help="append observations as JSON lines")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="do not log a line per request",
+    )
     run.add_argument(
         "--watch", action="store_true", help="reload when the file changes"
     )

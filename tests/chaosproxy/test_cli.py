@@ -13,7 +13,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+
+from tests.conftest import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,3 +213,39 @@ def test_python_dash_m_and_console_script_agree() -> None:
     for command in ("run", "validate", "schema", "demo"):
         assert command in result.stdout
     assert os.path.exists(ROOT / "chaosproxy" / "__main__.py")
+
+
+async def test_sigterm_lets_in_flight_requests_finish(
+    tmp_path: Path, upstream: Upstream, client: aiohttp.ClientSession
+) -> None:
+    """A request in flight when SIGTERM arrives still gets its answer; exit is 0."""
+    import asyncio
+
+    port = free_port()
+    path = write_config(tmp_path, upstream.url, f"127.0.0.1:{port}")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chaosproxy",
+        "run",
+        "-c",
+        str(path),
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        while b"ready" not in await process.stderr.readline():
+            pass
+        slow = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/slow/1000"))
+        while upstream.hits["/slow/1000"] == 0:
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        async with await slow as resp:
+            assert resp.status == 200
+            assert await resp.text() == "slow"
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
