@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -44,13 +43,18 @@ from pydantic import (
     model_validator,
 )
 
-from aumai_chaos.models import FaultConfig, FaultType
+from aumai_chaos.models import FaultConfig
+from chaosproxy.addresses import UpstreamURL, parse_host_port, parse_upstream
+from chaosproxy.config_rules import (
+    DEFAULT_COMPONENT,
+    check_proxy_fault,
+    find_rule_problems,
+)
 from chaosproxy.yamlmarks import (
     Loc,
     MarkedDocument,
     describe_validation_error,
     describe_yaml_error,
-    did_you_mean,
     format_path,
     load_marked,
     show_value,
@@ -72,18 +76,10 @@ __all__ = [
     "parse_upstream",
 ]
 
-#: The component of a request that matches no route.
-DEFAULT_COMPONENT = "default"
-
 # RFC 9110 section 5.6.2: methods and header names are tokens.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Route names appear in admin URLs (PUT /routes/{name}/faults), so no slashes.
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9._-]+")
-# Addresses are checked for shape only; whether they resolve is the OS's business.
-_IPV6 = re.compile(r"[0-9A-Fa-f:.]+(%[\w.-]+)?")
-_HOSTNAME = re.compile(
-    r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*"
-)
 # Set by parse_config, which checks the cross-field rules itself, with lines.
 _RULES_CHECKED_BY_CALLER = "chaosproxy.rules_checked_by_caller"
 
@@ -118,69 +114,6 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(str(problem) for problem in self.problems)
-
-
-class UpstreamURL(NamedTuple):
-    """The parts of the upstream URL the proxy connects to."""
-
-    scheme: str
-    host: str
-    port: int
-    base_path: str
-
-    @property
-    def origin(self) -> str:
-        """``scheme://host:port``, with an IPv6 host in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def parse_host_port(text: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[::1]:8080`` for IPv6) into its host and port.
-
-    Raises ValueError, with a message in the house format, when either is invalid.
-    """
-    host, _, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        valid_host = ":" in host and _IPV6.fullmatch(host) is not None
-    else:
-        valid_host = _HOSTNAME.fullmatch(host) is not None
-    if not valid_host:
-        raise ValueError(
-            "expected host:port (an IPv6 host in brackets, as [::1]:8080), "
-            f"got {text!r}"
-        )
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"expected host:port with a port 0 to 65535, got {text!r}")
-
-    return host, int(port)
-
-
-def parse_upstream(text: str) -> UpstreamURL:
-    """Parse ``http(s)://host[:port][/base-path]``; the port defaults by scheme.
-
-    Raises ValueError when the URL cannot name an upstream: another scheme, no host,
-    a bad port, credentials, a query or a fragment (requests bring their own).
-    """
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"expected an http:// or https:// URL with a host, got {text!r}"
-        )
-    if parts.username is not None or parts.password is not None:
-        # The value is not echoed: it holds a secret.
-        raise ValueError("expected no user:password in the upstream URL")
-    if parts.query or parts.fragment or "?" in text or "#" in text:
-        raise ValueError(f"expected no query or fragment in the URL, got {text!r}")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError(f"expected a port 1 to 65535 in the URL, got {text!r}")
-
-    return UpstreamURL(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
 def _check_address(text: str) -> str:
@@ -332,7 +265,7 @@ class ProxyConfig(BaseModel):
     def _check_rules(self, info: ValidationInfo) -> ProxyConfig:
         if info.context and info.context.get(_RULES_CHECKED_BY_CALLER):
             return self
-        findings = _find_rule_problems(self.model_dump(mode="json"))
+        findings = find_rule_problems(self.model_dump(mode="json"))
         if findings:
             raise ValueError(
                 "; ".join(
@@ -355,154 +288,6 @@ class ProxyConfig(BaseModel):
     def upstream_url(self) -> UpstreamURL:
         """The upstream's scheme, host, port and base path."""
         return parse_upstream(self.upstream)
-
-
-def check_proxy_fault(fault: FaultConfig) -> list[tuple[str, str]]:
-    """Check the rules the proxy adds to one fault; return (field, message) pairs.
-
-    A latency fault needs ``duration_ms``; an error fault needs an ``error_code``
-    from 400 to 599, since the proxy answers with it as an HTTP status. A timeout's
-    ``duration_ms`` may be left out (the proxy then waits ``upstream_timeout_ms``).
-    An empty list means the fault is fine.
-    """
-    problems: list[tuple[str, str]] = []
-    if fault.fault_type is FaultType.latency and fault.duration_ms is None:
-        problems.append(("duration_ms", "required when fault_type is latency"))
-    if fault.fault_type is FaultType.error:
-        code = fault.error_code
-        if code is None:
-            problems.append(("error_code", "required when fault_type is error"))
-        elif not 400 <= code <= 599:
-            problems.append(("error_code", f"expected 400 to 599, got {code}"))
-
-    return problems
-
-
-@dataclass(frozen=True)
-class _Finding:
-    """A broken cross-field rule; ``first`` points at the earlier of two clashes."""
-
-    loc: Loc
-    message: str
-    first: Loc | None = None
-
-    def text(self, where: Callable[[Loc], str]) -> str:
-        """The message, naming the earlier clash (if any) through ``where``."""
-        if self.first is None:
-            return self.message
-        return f"{self.message} (first at {where(self.first)})"
-
-
-def _find_rule_problems(doc: Mapping[str, Any]) -> list[_Finding]:
-    """Check the cross-field rules on a loaded document.
-
-    Works on the raw data, so the rules are checked even where pydantic found field
-    errors elsewhere; parts that pydantic rejects are left to its report.
-    """
-    findings: list[_Finding] = []
-    loc: Loc
-    routes = _list_at(doc, "routes")
-    components = _route_components(routes, findings)
-    for index, route in enumerate(routes or ()):
-        if isinstance(route, dict):
-            for number, raw in enumerate(_list_at(route, "faults") or ()):
-                loc = ("routes", index, "faults", number)
-                findings.extend(_check_fault_entry(raw, loc)[1])
-
-    for number, raw in enumerate(_list_at(doc, "faults") or ()):
-        loc = ("faults", number)
-        fault, found = _check_fault_entry(raw, loc)
-        findings.extend(found)
-        if fault is not None:
-            findings.extend(_check_targets(fault, loc, components))
-
-    return findings
-
-
-def _list_at(mapping: Mapping[Any, Any], key: str) -> list[Any] | None:
-    """The list under ``key``: empty when absent, None when it is not a list."""
-    value = mapping.get(key, [])
-    return value if isinstance(value, list) else None
-
-
-def _route_components(
-    routes: list[Any] | None, findings: list[_Finding]
-) -> set[str] | None:
-    """Collect the routes' components and report repeated route names.
-
-    Returns None when some route's component cannot be known, so that no fault is
-    wrongly said to aim at a missing component.
-    """
-    components = {DEFAULT_COMPONENT}
-    known = routes is not None
-    first: dict[str, Loc] = {}
-    for index, route in enumerate(routes or ()):
-        fields = route if isinstance(route, dict) else {}
-        name, component = fields.get("name"), fields.get("component")
-        label = name if component is None else component
-        if isinstance(label, str) and label:
-            components.add(label)
-        else:
-            known = False
-        if isinstance(name, str) and name:
-            loc = ("routes", index, "name")
-            if name in first:
-                message = f"duplicate route name {name!r}"
-                findings.append(_Finding(loc, message, first[name]))
-            else:
-                first[name] = loc
-
-    return components if known else None
-
-
-def _check_fault_entry(raw: Any, loc: Loc) -> tuple[FaultConfig | None, list[_Finding]]:
-    """Validate one fault of the document and check the proxy's rules on it."""
-    try:
-        fault = FaultConfig.model_validate(raw)
-    except ValidationError:
-        return None, []  # pydantic's own errors report it
-
-    # Lax validation reads `probability: yes` as 1.0; YAML makes that too easy.
-    fields = raw if isinstance(raw, dict) else {}
-    findings = [
-        _Finding((*loc, key), f"expected a number, got {show_value(fields[key])}")
-        for key in ("probability", "duration_ms", "error_code")
-        if isinstance(fields.get(key), bool | str)
-    ]
-    if not findings:
-        findings = [
-            _Finding((*loc, key), message) for key, message in check_proxy_fault(fault)
-        ]
-
-    return fault, findings
-
-
-def _check_targets(
-    fault: FaultConfig, loc: Loc, components: set[str] | None
-) -> list[_Finding]:
-    """Check that a top-level fault names components that some route carries."""
-    where = (*loc, "affected_components")
-    if not fault.affected_components:
-        return [
-            _Finding(
-                where,
-                "top-level faults need affected_components; put route-specific "
-                "faults under the route",
-            )
-        ]
-    if components is None:
-        return []
-
-    findings = []
-    for index, name in enumerate(fault.affected_components):
-        if name not in components:
-            hint = did_you_mean(name, components) or (
-                "; known: " + ", ".join(sorted(components))
-            )
-            message = f"no route has the component {name!r}{hint}"
-            findings.append(_Finding((*where, index), message))
-
-    return findings
 
 
 def parse_config(text: str, source: str = "<string>") -> ProxyConfig:
@@ -571,7 +356,7 @@ def _validate(
         ConfigProblem(
             source, document.line_of(f.loc), format_path(f.loc), f.text(where)
         )
-        for f in _find_rule_problems(document.data)
+        for f in find_rule_problems(document.data)
     )
 
     return config

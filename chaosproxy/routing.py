@@ -22,6 +22,7 @@ from multidict import CIMultiDictProxy
 
 from aumai_chaos import FaultConfig, FaultType
 from chaosproxy.config import ProxyConfig, RouteConfig
+from chaosproxy.config_rules import DEFAULT_COMPONENT
 
 __all__ = [
     "DEFAULT_COMPONENT",
@@ -34,9 +35,9 @@ __all__ = [
     "compile_glob",
 ]
 
-#: The component (and route name) of a request that matches no route.
-DEFAULT_COMPONENT = "default"
-DEFAULT_ROUTE = "default"
+#: The route name of a request that matches no route (its component is
+#: DEFAULT_COMPONENT, the same word).
+DEFAULT_ROUTE = DEFAULT_COMPONENT
 
 
 @dataclass(frozen=True, slots=True)
