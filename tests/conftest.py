@@ -148,6 +148,8 @@ def make_upstream_app(upstream: Upstream) -> web.Application:
     app.router.add_get("/cookies", _cookies)
     app.router.add_get("/gzip", _gzip)
     app.router.add_get("/hop", _hop)
+    # Anything else is echoed, so example configs can be driven unchanged.
+    app.router.add_route("*", "/{tail:.*}", _echo)
     return app
 
 
