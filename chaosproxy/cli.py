@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chaosproxy.admin import AdminExposedError
 from chaosproxy.config import ConfigError, ProxyConfig, config_schema, load_config
 from chaosproxy.logs import configure_logging
 from chaosproxy.server import ChaosProxy
@@ -50,13 +51,18 @@ def _fail(message: str) -> None:
     print(f"chaosproxy: {message}", file=sys.stderr)
 
 
-def _apply_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConfig:
-    """Return ``config`` with the ``run`` flags that were given applied."""
-    given = {
+def _given_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Return the fields that ``run`` flags set, by field name."""
+    return {
         field: getattr(args, flag)
         for flag, field in _OVERRIDES.items()
         if getattr(args, flag) is not None
     }
+
+
+def _apply_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConfig:
+    """Return ``config`` with the ``run`` flags that were given applied."""
+    given = _given_overrides(args)
     if not given:
         return config
     data: dict[str, Any] = config.model_dump(mode="json", exclude_unset=True)
@@ -75,23 +81,28 @@ def _apply_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConf
 
 async def _serve(proxy: ChaosProxy, args: argparse.Namespace) -> None:
     """Run ``proxy`` until SIGINT or SIGTERM, reloading the file on SIGHUP."""
+    # Taken before the proxy is ready: a change made right after the ready line
+    # must still count as a change.
+    seen = _fingerprint(args.config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload, proxy, args.config)
+    # Reloads run as tasks (a signal handler cannot await); kept referenced here.
+    reloads: set[asyncio.Task[None]] = set()
+    loop.add_signal_handler(signal.SIGHUP, _reload_soon, proxy, reloads)
 
     await proxy.start()
     watcher = None
     if args.watch:
         watcher = asyncio.create_task(
-            _watch(proxy, args.config), name="chaosproxy-config-watch"
+            _watch(proxy, args.config, seen), name="chaosproxy-config-watch"
         )
     logger.info(
         "ready",
         extra={
             "listen": proxy.url,
-            "admin": proxy.config.admin or "off",
+            "admin": proxy.admin_url or "off",
             "upstream": proxy.config.upstream,
         },
     )
@@ -117,33 +128,40 @@ def _fingerprint(path: str) -> tuple[float, int] | None:
     return (stat.st_mtime, stat.st_size)
 
 
-async def _watch(proxy: ChaosProxy, path: str, interval: float = 1.0) -> None:
-    """Reload the file whenever it changes (``--watch``).
+async def _watch(
+    proxy: ChaosProxy,
+    path: str,
+    seen: tuple[float, int] | None,
+    interval: float = 1.0,
+) -> None:
+    """Reload the file whenever it differs from ``seen`` (``--watch``).
 
     Polling the modification time and size once a second works on every file
     system, including a Kubernetes ConfigMap volume, whose updates arrive as an
     atomic swap of a symbolic link that inotify watchers often miss.
     """
-    seen = _fingerprint(path)
     while True:
         await asyncio.sleep(interval)
         current = _fingerprint(path)
         if current is not None and current != seen:
             seen = current
-            _reload(proxy, path)
+            await _reload(proxy)
 
 
-def _reload(proxy: ChaosProxy, path: str) -> None:
-    """Re-read the configuration file; a bad file keeps the old rules in force."""
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        logging.getLogger("chaosproxy.config").warning(
-            "reload refused", extra={"file": path, "problems": str(exc)}
-        )
-        return
-    proxy.apply_config(config)
-    logger.info("reloaded", extra={"file": path})
+async def _reload(proxy: ChaosProxy) -> None:
+    """Re-read the configuration file; a bad file keeps the old rules in force.
+
+    The proxy logs the outcome either way, so a refusal needs nothing more here.
+    """
+    with contextlib.suppress(ConfigError):
+        await proxy.reload()
+
+
+def _reload_soon(proxy: ChaosProxy, reloads: set[asyncio.Task[None]]) -> None:
+    """Start a reload from a signal handler, keeping its task referenced."""
+    task = asyncio.create_task(_reload(proxy), name="chaosproxy-reload")
+    reloads.add(task)
+    task.add_done_callback(reloads.discard)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -190,10 +208,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _fail(f"--workers: only 1 is supported for now, got {args.workers}")
         return EXIT_BAD_INPUT
 
-    proxy = ChaosProxy(config, observations_file=args.observations_file)
+    proxy = ChaosProxy(
+        config,
+        observations_file=args.observations_file,
+        config_path=args.config,
+        config_overrides=_given_overrides(args),
+    )
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_serve(proxy, args))
+    except AdminExposedError as exc:
+        _fail(str(exc))
+        return EXIT_BAD_INPUT
     except OSError as exc:
         _fail(f"cannot serve on {config.listen}: {exc.strerror or exc}")
         return EXIT_FAILURE
