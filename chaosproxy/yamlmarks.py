@@ -234,6 +234,8 @@ _EXPECTED = {
     "invalid_key": "a string key",
     "string_too_short": "a non-empty string",
 }
+# Fields whose values never appear in a message: messages reach logs and terminals.
+_SECRET_FIELDS = frozenset({"admin_token"})
 _BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 _BOUNDS = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
 
@@ -247,6 +249,8 @@ def describe_validation_error(error: ErrorDetails, root: type[BaseModel]) -> str
     kind, loc, ctx = error["type"], error["loc"], error.get("ctx", {})
     holder, info = _field_at(root, loc)
     got = show_value(error["input"])
+    if loc and loc[-1] in _SECRET_FIELDS and error["input"] != "":
+        got = "a value that is not shown (it is a secret)"
     if kind == "missing":
         return "required field missing"
     if kind == "extra_forbidden":

@@ -640,3 +640,13 @@ def test_nested_aliases_are_walked_once() -> None:
     assert len(document.lines) < 100
     # An aliased list item stands for its anchor: l6, defined on line 7.
     assert document.line_of(("l7", 3, 2, 1)) == 7
+
+
+def test_bad_admin_token_value_is_never_echoed() -> None:
+    """A token of the wrong type is reported without showing its value."""
+    text = 'version: 1\nupstream: "http://127.0.0.1:9000"\nadmin_token: 918273645\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "p.yaml")
+    message = str(caught.value)
+    assert message.startswith("p.yaml:3: admin_token: expected a string")
+    assert "918273645" not in message
