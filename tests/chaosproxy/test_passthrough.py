@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from tests.conftest import ProxyFactory, Upstream, pattern_bytes, proxy_yaml
 
@@ -34,7 +35,7 @@ async def test_method_path_query_and_body_reach_upstream_unchanged(
     """Method, raw path, raw query string and body arrive byte for byte."""
     proxy = await start_proxy(proxy_yaml(upstream.url))
     target = "/echo/a%20b/c?x=1&y=%2F&x=2&empty=&plus=a+b"
-    url = aiohttp.client.URL(proxy.url + target, encoded=True)
+    url = URL(proxy.url + target, encoded=True)
     doc = await _echo(client, url, method="PATCH", data=b"payload-bytes")  # type: ignore[arg-type]
 
     assert doc["method"] == "PATCH"
