@@ -339,7 +339,8 @@ async def _demo(seconds: int, clients: int, console: Console) -> int:
         try:
             console.print(
                 f"shop on {shop_url}, chaosproxy on {proxy.url} with demo.yaml "
-                f"(seed {config.seed}), {clients} clients for {seconds} s",
+                f"(seed {config.seed}), {clients} clients for {seconds} s; "
+                f"admin API on {proxy.admin_url} (try GET /summary)",
                 soft_wrap=True,
             )
             deadline = asyncio.get_running_loop().time() + seconds
@@ -354,11 +355,10 @@ async def _demo(seconds: int, clients: int, console: Console) -> int:
         await shop.cleanup()
 
     console.print(summary_table(stats, ascii_only=not console.is_terminal))
-    console.print(tally.describe(), soft_wrap=True)
+    console.print(tally.describe())
     console.print(
         "Next: chaosproxy run -c configs/demo.yaml puts the same rules in front of "
         "a service of your own (see the README).",
-        soft_wrap=True,
     )
 
     return 0
