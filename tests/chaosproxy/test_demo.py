@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -162,3 +165,30 @@ def test_demo_command_ends_with_a_summary_row_per_route() -> None:
         assert row is not None, f"no row for {route}:\n{out}"
         assert int(row[1]) > 0
     assert "What the clients saw:" in out
+
+
+@pytest.mark.timeout(60)
+def test_demo_on_a_terminal_draws_a_live_view_then_the_table() -> None:
+    """On a terminal the demo redraws a live view, then prints the table."""
+    primary, secondary = pty.openpty()
+    with subprocess.Popen(
+        [*_chaosproxy_command(), "demo", "--seconds", "1"],
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "TERM": "xterm", "COLUMNS": "80"},
+    ) as process:
+        os.close(secondary)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once the demo has closed the pty
+            while chunk := os.read(primary, 65536):
+                output += chunk
+        assert process.wait(timeout=30) == 0
+        assert process.stderr is not None
+        assert process.stderr.read() == b""
+    os.close(primary)
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode("utf-8"))
+    assert "chaosproxy demo" in text  # the live view's heading
+    assert re.search(r"route +requests +statuses +faults fired +p50 ms +p99 ms", text)
+    assert "What the clients saw:" in text
