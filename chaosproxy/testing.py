@@ -66,16 +66,17 @@ class Attempt:
     def from_observation(cls, point: ObservationPoint) -> Attempt:
         """Read an attempt out of the proxy's observation of a request."""
         details = point.details
-        duration = details.get("duration_ms", 0.0)
-        held = timedelta(milliseconds=float(duration))  # type: ignore[arg-type]
-        faults = details.get("faults", [])
+        duration, status = details.get("duration_ms"), details.get("status")
+        held = duration if isinstance(duration, int | float) else 0.0
+        faults = details.get("faults")
+
         return cls(
             method=str(details.get("method", "")),
             path=str(details.get("path", "")),
             route=str(details.get("route", "")),
-            status=int(details.get("status", 0)),  # type: ignore[call-overload]
+            status=status if isinstance(status, int) else 0,
             faults=tuple(str(f) for f in faults) if isinstance(faults, list) else (),
-            started=point.timestamp - held,
+            started=point.timestamp - timedelta(milliseconds=held),
             ended=point.timestamp,
         )
 
