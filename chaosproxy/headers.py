@@ -12,7 +12,7 @@ repeated fields, in order: every function here works on multidicts, never plain 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -35,26 +35,38 @@ HOP_BY_HOP: frozenset[str] = frozenset(
     }
 )
 
+# Fields upstream_headers rewrites rather than copies.
+_FORWARDING = frozenset(
+    {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+)
 
-def _connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+
+def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     """Return the field names listed in every ``Connection`` header, lower case."""
-    values = headers.getall("Connection", ())
-    if not values:
-        return frozenset()
+    tokens: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            tokens.update(token.strip().lower() for token in value.split(","))
 
-    return frozenset(
-        token.strip().lower() for value in values for token in value.split(",")
-    )
+    return frozenset(tokens)
 
 
-def _end_to_end(headers: CIMultiDictProxy[str]) -> Iterable[tuple[str, str]]:
-    """Yield the fields of ``headers`` that are not hop-by-hop, in order."""
-    named = _connection_tokens(headers)
-    for name, value in headers.items():
+def _end_to_end(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Return the fields of ``headers`` that are not hop-by-hop, in order."""
+    kept: list[tuple[str, str]] = []
+    named: frozenset[str] | None = None
+    for name, value in headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named or lower.startswith("proxy-"):
+        if lower in HOP_BY_HOP or lower.startswith("proxy-"):
+            if lower == "connection" and named is None:
+                named = _connection_tokens(headers)
             continue
-        yield name, value
+        kept.append((name, value))
+    if named:
+        # Rare: a Connection header named end-to-end-looking fields; drop them too.
+        kept = [(name, value) for name, value in kept if name.lower() not in named]
+
+    return kept
 
 
 def upstream_headers(
@@ -62,7 +74,7 @@ def upstream_headers(
     *,
     client_ip: str | None,
     scheme: str,
-) -> CIMultiDict[str]:
+) -> list[tuple[str, str]]:
     """Build the headers sent upstream from the client's request headers.
 
     ``Host`` is left out: the upstream client sets it to the upstream's host:port.
@@ -70,23 +82,35 @@ def upstream_headers(
     ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` are set only when absent, since
     a value already present was set by an earlier hop that saw the original request.
     """
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in _end_to_end(headers):
-        if name.lower() != "host":
-            out.add(name, value)
+    out: list[tuple[str, str]] = []
+    forwarded: list[str] = []
+    has_proto = has_host = False
+    host: str | None = None
+    for name, value in _end_to_end(list(headers.items())):
+        lower = name.lower()
+        if lower in _FORWARDING:
+            if lower == "host":
+                host = value
+                continue
+            if lower == "x-forwarded-for":
+                forwarded.append(value)
+                continue
+            has_proto = has_proto or lower == "x-forwarded-proto"
+            has_host = has_host or lower == "x-forwarded-host"
+        out.append((name, value))
 
     if client_ip:
-        forwarded = ", ".join(out.popall("X-Forwarded-For", ()))
-        out["X-Forwarded-For"] = f"{forwarded}, {client_ip}" if forwarded else client_ip
-    if "X-Forwarded-Proto" not in out:
-        out["X-Forwarded-Proto"] = scheme
-    host = headers.get("Host")
-    if host and "X-Forwarded-Host" not in out:
-        out["X-Forwarded-Host"] = host
+        forwarded.append(client_ip)
+    if forwarded:
+        out.append(("X-Forwarded-For", ", ".join(forwarded)))
+    if not has_proto:
+        out.append(("X-Forwarded-Proto", scheme))
+    if host and not has_host:
+        out.append(("X-Forwarded-Host", host))
 
     return out
 
 
-def downstream_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def downstream_headers(headers: Sequence[tuple[str, str]]) -> CIMultiDict[str]:
     """Build the headers sent to the client from the upstream's response headers."""
     return CIMultiDict(_end_to_end(headers))

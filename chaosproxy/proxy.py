@@ -25,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from aumai_chaos import FaultInjector, FaultType
@@ -41,7 +40,7 @@ from chaosproxy.faults.partial_failure import Truncator, close_connection
 from chaosproxy.headers import downstream_headers, upstream_headers
 from chaosproxy.observations import ObservationSink
 from chaosproxy.routing import Route, Router
-from chaosproxy.upstream import Upstream, UpstreamError
+from chaosproxy.upstream import Upstream, UpstreamError, UpstreamResponse
 
 __all__ = ["CLIENT_CLOSED", "ProxyHandler", "ProxyState"]
 
@@ -53,6 +52,9 @@ upstream_log = logging.getLogger("chaosproxy.upstream")
 CLIENT_CLOSED = 499
 
 _NO_FAULTS = Decision()
+
+# Fault origins that are the configuration's own; any other is an experiment's id.
+_FILE_ORIGINS = frozenset({"route", "global"})
 
 
 @dataclass(slots=True)
@@ -66,14 +68,17 @@ class ProxyState:
     sink: ObservationSink
 
 
-@dataclass(slots=True)
 class _Exchange:
     """What one request came to, for its observation and access-log line."""
 
-    route: Route
-    decision: Decision = field(default_factory=Decision)
-    status: int = CLIENT_CLOSED
-    upstream_error: str | None = None
+    __slots__ = ("decision", "route", "status", "upstream_error")
+
+    def __init__(self, route: Route) -> None:
+        """Start with no fault fired; the shared empty decision is never mutated."""
+        self.route = route
+        self.decision = _NO_FAULTS
+        self.status = CLIENT_CLOSED
+        self.upstream_error: str | None = None
 
 
 class _PassthroughResponse(web.StreamResponse):
@@ -82,7 +87,13 @@ class _PassthroughResponse(web.StreamResponse):
     aiohttp fills both in when absent; a transparent proxy must not invent headers
     the upstream did not send. (``Date`` it may add: RFC 9110 section 6.6.1 asks a
     forwarding recipient to.)
+
+    The head is held back until the first body bytes, so that a small response
+    leaves in one write instead of two; :meth:`ProxyHandler._relay` sends it at
+    once when the body is not there yet.
     """
+
+    _send_headers_immediately = False
 
     async def _prepare_headers(self) -> None:
         had_server = "Server" in self.headers
@@ -165,7 +176,7 @@ class ProxyHandler:
     async def _relay(
         self,
         request: web.BaseRequest,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         exchange: _Exchange,
     ) -> web.StreamResponse:
         """Stream the upstream's status, headers and body to the client."""
@@ -179,20 +190,23 @@ class ProxyHandler:
             response.headers[FAULT_HEADER] = decision.header_value
         filters = self._body_filters(decision, upstream.content_length)
         exchange.status = upstream.status
-        await response.prepare(request)
+        writer = await response.prepare(request)
+        if not upstream.body_ready:
+            # A stream's first bytes may be minutes away (server-sent events, long
+            # polls): the client gets the head now, as the upstream sent it.
+            send_headers = getattr(writer, "send_headers", None)
+            if send_headers is not None:
+                send_headers()
 
         try:
-            async for chunk in upstream.content.iter_any():
-                for body_filter in filters:
-                    chunk = body_filter.feed(chunk)
-                if chunk:
+            if filters:
+                await self._relay_filtered(response, upstream, filters)
+            else:
+                while chunk := await upstream.read():
                     await response.write(chunk)
-                if any(f.finished for f in filters):
-                    break
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except UpstreamError as error:
             # Headers are gone already: all a client can still be told is that the
             # body broke off, by closing its connection.
-            error = self.state.upstream.translate(exc)
             exchange.upstream_error = error.kind
             upstream_log.warning(
                 "upstream body failed",
@@ -209,6 +223,21 @@ class ProxyHandler:
         await response.write_eof()
 
         return response
+
+    @staticmethod
+    async def _relay_filtered(
+        response: web.StreamResponse,
+        upstream: UpstreamResponse,
+        filters: list[BodyFilter],
+    ) -> None:
+        """Stream the body through the response faults' filters until one stops it."""
+        while chunk := await upstream.read():
+            for body_filter in filters:
+                chunk = body_filter.feed(chunk)
+            if chunk:
+                await response.write(chunk)
+            if any(f.finished for f in filters):
+                return
 
     def _body_filters(
         self, decision: Decision, content_length: int | None
@@ -233,20 +262,22 @@ class ProxyHandler:
     ) -> None:
         """Record the exchange as an observation and an access-log line."""
         decision = exchange.decision
+        fired = decision.fired
         details: dict[str, object] = {
             "method": request.method,
             "path": path,
             "route": exchange.route.name,
             "status": exchange.status,
             "duration_ms": duration_ms,
-            "faults": [t.value for t in decision.fired_types],
+            "faults": [t.value for t in decision.fired_types] if fired else [],
         }
         if exchange.upstream_error is not None:
             details["upstream_error"] = exchange.upstream_error
-        origins = sorted({f.origin for f in decision.fired} - {"route", "global"})
-        if origins:
-            details["experiments"] = origins
-        event = "fault_injected" if decision.fired else "proxied"
+        if fired:
+            origins = sorted({f.origin for f in fired} - _FILE_ORIGINS)
+            if origins:
+                details["experiments"] = origins
+        event = "fault_injected" if fired else "proxied"
         self.state.sink.record(exchange.route.component, event, details)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(

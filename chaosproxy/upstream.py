@@ -1,15 +1,16 @@
-"""The upstream side: one pooled HTTP client, and the boundary where its errors end.
+"""The upstream side: a keep-alive connection pool, and the boundary for its errors.
 
-Every aiohttp client exception is translated here, and only here, into an
-:class:`UpstreamError` with a kind a user can act on::
+Every failure of an exchange with the upstream is translated here, and only here,
+into an :class:`UpstreamError` with a kind a user can act on::
 
     unreachable  connecting failed (refused, no route, name not found)   -> 502
     timeout      no response headers within upstream_timeout_ms         -> 504
     protocol     the upstream broke HTTP (reset, garbage, closed early) -> 502
 
-The client is transparent on purpose: no cookie jar (a Set-Cookie meant for the
-client must not be replayed to the upstream), no redirects followed, bodies left
-compressed, and none of the default headers aiohttp would add for its own requests.
+The client is transparent on purpose: it sends the head the proxy built and nothing
+of its own (no cookie jar, no redirects, no default headers), leaves bodies as they
+are (compressed ones included), and adds only ``Host`` and, for a body of unknown
+length, chunked framing. The exchanges themselves are in :mod:`chaosproxy.http1`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
+from collections.abc import Sequence
 from typing import Literal
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
+from aiohttp import StreamReader, web
 
-__all__ = ["Upstream", "UpstreamError"]
+from chaosproxy.addresses import parse_upstream
+from chaosproxy.http1 import ResponseHead, UpstreamConnection, UpstreamProtocolError
+
+__all__ = ["Upstream", "UpstreamError", "UpstreamResponse"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +39,10 @@ _STATUS_BY_KIND: dict[UpstreamErrorKind, int] = {
     "protocol": 502,
 }
 
-# Headers aiohttp's client adds to requests that lack them; a proxy adds none.
-_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+# An idle connection older than this is closed rather than reused: upstreams drop
+# idle keep-alive connections after a while (nginx after 75 s, many sooner), and a
+# request sent into one that is closing fails.
+_IDLE_SECONDS = 15.0
 
 
 class UpstreamError(Exception):
@@ -63,84 +68,275 @@ class UpstreamError(Exception):
 
 
 def _translate(exc: BaseException, timeout_ms: int) -> UpstreamError:
-    """Turn an aiohttp or socket exception into an :class:`UpstreamError`."""
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+    """Turn a failed exchange's exception into an :class:`UpstreamError`."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, TimeoutError):
         return UpstreamError(
             "timeout", f"upstream sent no response within {timeout_ms} ms"
         )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError("unreachable", f"cannot connect to upstream: {exc}")
 
     return UpstreamError("protocol", f"upstream broke the exchange: {exc}")
 
 
-class Upstream:
-    """A pooled, keep-alive HTTP client for one upstream origin and base path."""
+class UpstreamResponse:
+    """The upstream's status and headers, and its body to read; release it after."""
 
-    def __init__(self, url: str, timeout_ms: int, pool_size: int = 0) -> None:
+    __slots__ = ("_connection", "_pump", "_upstream", "head")
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        connection: UpstreamConnection,
+        head: ResponseHead,
+        pump: asyncio.Task[None] | None,
+    ) -> None:
+        """Wrap one exchange on ``connection``; ``pump`` still sends the request."""
+        self._upstream = upstream
+        self._connection = connection
+        self._pump = pump
+        self.head = head
+
+    @property
+    def status(self) -> int:
+        """The response status."""
+        return self.head.status
+
+    @property
+    def reason(self) -> str:
+        """The reason phrase, as sent."""
+        return self.head.reason
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """Every header field, in order, repeats included."""
+        return self.head.headers
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared body length, if the upstream declared one."""
+        return self.head.content_length
+
+    @property
+    def body_ready(self) -> bool:
+        """Whether :meth:`read` would return at once (bytes or the end are here)."""
+        return self._connection.body_ready
+
+    async def read(self) -> bytes:
+        """Return the next body bytes, ``b""`` at the end.
+
+        Raises :class:`UpstreamError` when the body breaks off or stalls.
+        """
+        try:
+            return await self._connection.read()
+        except (UpstreamProtocolError, OSError, TimeoutError) as exc:
+            raise self._upstream.translate(exc) from exc
+
+    def close(self) -> None:
+        """Drop the connection: the body will not be read to its end."""
+        self._connection.close()
+
+    def release(self) -> None:
+        """Hand the connection back to the pool, or close it if it cannot be reused."""
+        self._upstream.release(self._connection, self._pump)
+
+
+async def _send_body(
+    connection: UpstreamConnection, body: StreamReader, chunked: bool
+) -> None:
+    """Stream the client's request body to the upstream as it arrives."""
+    try:
+        while chunk := await body.readany():
+            if chunked:
+                connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                connection.write(chunk)
+            await connection.drain()
+        if chunked:
+            connection.write(b"0\r\n\r\n")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the client left mid-upload, or the upstream did
+        connection.fail(UpstreamProtocolError(f"request body broke off: {exc}"))
+        connection.close()
+
+
+class Upstream:
+    """A keep-alive connection pool for one upstream origin and base path."""
+
+    def __init__(self, url: str, timeout_ms: int) -> None:
         """Target ``url`` (``scheme://host:port[/base-path]``).
 
-        ``timeout_ms`` bounds connecting, the wait for response headers and each
-        pause while reading a body. ``pool_size`` caps open connections (0: none).
+        ``timeout_ms`` bounds connecting plus the wait for response headers, and
+        each pause while reading a body.
         """
-        parsed = URL(url)
-        self.origin = str(parsed.origin())
-        self.base_path = parsed.raw_path.rstrip("/")
+        parsed = parse_upstream(url)
+        self.origin = parsed.origin
+        self.base_path = parsed.base_path
         self.timeout_ms = timeout_ms
-        self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
+        self._host = parsed.host
+        self._port = parsed.port
+        default_port = 443 if parsed.scheme == "https" else 80
+        bracketed = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+        host = (
+            bracketed if parsed.port == default_port else f"{bracketed}:{parsed.port}"
+        )
+        self._host_line = f"Host: {host}\r\n"
+        self._ssl: ssl.SSLContext | None = None
+        if parsed.scheme == "https":
+            self._ssl = ssl.create_default_context()
+        self._idle: list[tuple[UpstreamConnection, float]] = []
+        self._busy: set[UpstreamConnection] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        """Open the connection pool; call once from the running loop."""
-        seconds = self.timeout_ms / 1000
-        connector = aiohttp.TCPConnector(
-            limit=self._pool_size, enable_cleanup_closed=False
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=seconds, sock_read=seconds
-            ),
-        )
+        """Get ready to connect; call once from the running loop."""
+        self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        """Close the pool and every connection in it."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close every connection, idle or busy."""
+        for connection, _ in self._idle:
+            connection.close()
+        for connection in self._busy:
+            connection.close()
+        self._idle.clear()
+        self._busy.clear()
 
-    def url_for(self, raw_target: str) -> URL:
-        """Join the base path and the client's raw path and query, byte for byte."""
-        return URL(f"{self.origin}{self.base_path}{raw_target}", encoded=True)
+    def request_head(
+        self,
+        method: str,
+        raw_target: str,
+        headers: Sequence[tuple[str, str]],
+        chunked: bool,
+    ) -> bytes:
+        """Serialize the request line and headers, the raw target byte for byte."""
+        parts = [f"{method} {self.base_path}{raw_target} HTTP/1.1\r\n", self._host_line]
+        parts.extend(f"{name}: {value}\r\n" for name, value in headers)
+        if chunked:
+            parts.append("Transfer-Encoding: chunked\r\n")
+        parts.append("\r\n")
+        # aiohttp's server decoded the target and values this way; this undoes it.
+        return "".join(parts).encode("utf-8", "surrogateescape")
 
     async def open(
         self,
         method: str,
         raw_target: str,
-        headers: CIMultiDict[str],
-        body: aiohttp.StreamReader | None,
-    ) -> aiohttp.ClientResponse:
+        headers: Sequence[tuple[str, str]],
+        body: StreamReader | None,
+    ) -> UpstreamResponse:
         """Send the request and return once the response headers have arrived.
 
         Raises :class:`UpstreamError`. The caller must release the response.
         """
-        assert self._session is not None, "Upstream.start() was not awaited"
-        try:
-            async with asyncio.timeout(self.timeout_ms / 1000):
-                return await self._session.request(
-                    method,
-                    self.url_for(raw_target),
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                    compress=None,
+        loop = self._loop
+        assert loop is not None, "Upstream.start() was not awaited"
+        chunked = body is not None and not any(
+            name.lower() == "content-length" for name, _ in headers
+        )
+        head = self.request_head(method, raw_target, headers, chunked)
+        deadline = loop.time() + self.timeout_ms / 1000
+        while True:
+            connection = await self._acquire(loop, deadline)
+            try:
+                return await self._exchange(
+                    loop, connection, head, method, body, chunked, deadline
                 )
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _translate(exc, self.timeout_ms) from exc
+            except UpstreamProtocolError as exc:
+                # A kept-alive connection the upstream closed while it sat idle
+                # fails before any response byte; a bodiless request is safe to
+                # send again on a new connection. Anything else is the upstream's.
+                stale = exc.before_response and connection.exchanges > 1
+                if not (stale and body is None):
+                    raise self.translate(exc) from exc
+            except (OSError, TimeoutError) as exc:
+                raise self.translate(exc) from exc
+
+    async def _exchange(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        connection: UpstreamConnection,
+        head: bytes,
+        method: str,
+        body: StreamReader | None,
+        chunked: bool,
+        deadline: float,
+    ) -> UpstreamResponse:
+        """Run one exchange on ``connection`` up to the response head."""
+        connection.begin(head, bodyless=method == "HEAD")
+        pump = None
+        if body is not None:
+            pump = loop.create_task(
+                _send_body(connection, body, chunked), name="chaosproxy-upstream-body"
+            )
+        timer = loop.call_at(deadline, connection.fail, TimeoutError())
+        try:
+            response_head = await connection.response_head()
+        except BaseException:
+            self.release(connection, pump, broken=True)
+            raise
+        finally:
+            timer.cancel()
+
+        return UpstreamResponse(self, connection, response_head, pump)
+
+    async def _acquire(
+        self, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> UpstreamConnection:
+        """Take the most recently used idle connection, or open a new one."""
+        idle = self._idle
+        oldest = loop.time() - _IDLE_SECONDS
+        while idle:
+            connection, since = idle.pop()
+            if connection.closed:
+                continue
+            if since < oldest:
+                connection.close()
+                continue
+            self._busy.add(connection)
+            return connection
+
+        try:
+            async with asyncio.timeout_at(deadline):
+                _, connection = await loop.create_connection(
+                    lambda: UpstreamConnection(self.timeout_ms / 1000),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                )
+        except TimeoutError as exc:
+            raise self.translate(exc) from exc
+        except OSError as exc:
+            raise UpstreamError(
+                "unreachable", f"cannot connect to upstream: {exc}"
+            ) from exc
+        self._busy.add(connection)
+
+        return connection
+
+    def release(
+        self,
+        connection: UpstreamConnection,
+        pump: asyncio.Task[None] | None,
+        *,
+        broken: bool = False,
+    ) -> None:
+        """Keep ``connection`` for the next request, or close it.
+
+        It is kept only when the exchange ended cleanly: the whole response read,
+        the whole request sent, and neither side asking to close.
+        """
+        self._busy.discard(connection)
+        sending = pump is not None and not pump.done()
+        if sending:
+            assert pump is not None
+            pump.cancel()
+        if broken or sending or not connection.reusable:
+            connection.close()
+            return
+        assert self._loop is not None
+        self._idle.append((connection, self._loop.time()))
 
     def translate(self, exc: BaseException) -> UpstreamError:
-        """Translate an error raised while reading an upstream body."""
+        """Translate an exception an exchange raised into an :class:`UpstreamError`."""
         return _translate(exc, self.timeout_ms)
