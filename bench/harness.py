@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -28,8 +29,11 @@ __all__ = [
     "PROXY_CORE",
     "Processes",
     "WrkResult",
+    "cpu_seconds",
     "free_port",
+    "raise_open_file_limit",
     "require_tools",
+    "rss_mib",
     "start_nginx",
     "start_proxy",
     "wait_for_port",
@@ -38,6 +42,9 @@ __all__ = [
 
 PROXY_CORE = "1"
 LOAD_CORE = "0"
+
+# Debian package of each program the benchmark runs.
+_APT_PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "taskset": "util-linux"}
 
 # Printed by wrk's done() hook as one JSON line, so no text output is scraped.
 _WRK_REPORT = """
@@ -55,14 +62,51 @@ end
 """
 
 
-def require_tools(*names: str) -> None:
-    """Exit with a clear message when a needed program is missing."""
+def require_tools(*names: str, install: bool = False) -> None:
+    """Make sure the programs the benchmark drives are installed.
+
+    With ``install`` (and root with apt-get), missing ones are installed from
+    Debian's packages; otherwise the run stops with the exact command to run.
+    """
     missing = [name for name in names if shutil.which(name) is None]
-    if missing:
-        sys.exit(
-            f"bench: missing {', '.join(missing)}; install with "
-            "`apt-get install -y wrk nginx-light` (see bench/README.md)"
-        )
+    if not missing:
+        return
+    packages = sorted({_APT_PACKAGES.get(name, name) for name in missing})
+    command = f"apt-get install -y {' '.join(packages)}"
+    if install and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"bench: installing {' '.join(packages)} with apt-get", file=sys.stderr)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True)
+        return
+    sys.exit(f"bench: missing {', '.join(missing)}; install with `{command}`")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system, all threads) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # Fields 14 and 15 of proc(5), counted after the command name's ")".
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    """Return the resident memory of process ``pid`` in MiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def raise_open_file_limit() -> None:
+    """Lift this process's (and so its children's) open-file limit to the hard one.
+
+    wrk and every proxy hold a socket per connection, two for the proxies: 1000
+    connections need more than the usual soft limit of 1024.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def free_port() -> int:
@@ -163,9 +207,15 @@ http {{
 
 
 def start_proxy(
-    procs: Processes, workdir: Path, config_yaml: str, name: str = "proxy"
+    procs: Processes,
+    workdir: Path,
+    config_yaml: str,
+    name: str = "proxy",
+    *,
+    cores: str = PROXY_CORE,
+    extra_args: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``chaosproxy run`` pinned to core 1 with access logs off."""
+    """Start ``chaosproxy run`` pinned to ``cores`` (core 1) with access logs off."""
     port = free_port()
     path = workdir / f"{name}.yaml"
     path.write_text(config_yaml.replace("LISTEN", f"127.0.0.1:{port}"), "utf-8")
@@ -174,7 +224,7 @@ def start_proxy(
         [
             "taskset",
             "-c",
-            PROXY_CORE,
+            cores,
             sys.executable,
             "-m",
             "chaosproxy",
@@ -182,6 +232,7 @@ def start_proxy(
             "-c",
             str(path),
             "--no-access-log",
+            *extra_args,
         ],
         stderr=log,
     )
@@ -210,7 +261,13 @@ class WrkResult:
         return self.requests / self.seconds
 
 
-def wrk(url: str, connections: int, seconds: float, timeout_s: int = 10) -> WrkResult:
+def wrk(
+    url: str,
+    connections: int,
+    seconds: float,
+    timeout_s: int = 10,
+    cores: str = LOAD_CORE,
+) -> WrkResult:
     """Run wrk (one thread, pinned to core 0) against ``url`` and parse its report."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_REPORT)
@@ -219,7 +276,7 @@ def wrk(url: str, connections: int, seconds: float, timeout_s: int = 10) -> WrkR
             [
                 "taskset",
                 "-c",
-                LOAD_CORE,
+                cores,
                 "wrk",
                 "-t1",
                 f"-c{connections}",
