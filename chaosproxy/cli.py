@@ -14,6 +14,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,7 +24,8 @@ from pydantic import ValidationError
 from chaosproxy.admin import AdminExposedError
 from chaosproxy.config import ConfigError, ProxyConfig, config_schema, load_config
 from chaosproxy.logs import configure_logging
-from chaosproxy.server import ChaosProxy
+from chaosproxy.server import ChaosProxy, parse_address
+from chaosproxy.workers import refusal, serve_workers
 
 __all__ = ["main"]
 
@@ -79,8 +81,17 @@ def _apply_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConf
         raise BadInput("\n".join(problems)) from exc
 
 
-async def _serve(proxy: ChaosProxy, args: argparse.Namespace) -> None:
-    """Run ``proxy`` until SIGINT or SIGTERM, reloading the file on SIGHUP."""
+async def _serve(
+    proxy: ChaosProxy,
+    args: argparse.Namespace,
+    sock: socket.socket | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run ``proxy`` until SIGINT or SIGTERM, reloading the file on SIGHUP.
+
+    A worker of ``--workers`` serves on ``sock`` and reports readiness through
+    ``on_ready``; its supervisor writes the one "ready" line.
+    """
     # Taken before the proxy is ready: a change made right after the ready line
     # must still count as a change.
     seen = _fingerprint(args.config)
@@ -92,20 +103,23 @@ async def _serve(proxy: ChaosProxy, args: argparse.Namespace) -> None:
     reloads: set[asyncio.Task[None]] = set()
     loop.add_signal_handler(signal.SIGHUP, _reload_soon, proxy, reloads)
 
-    await proxy.start()
+    await proxy.start(sock)
     watcher = None
     if args.watch:
         watcher = asyncio.create_task(
             _watch(proxy, args.config, seen), name="chaosproxy-config-watch"
         )
-    logger.info(
-        "ready",
-        extra={
-            "listen": proxy.url,
-            "admin": proxy.admin_url or "off",
-            "upstream": proxy.config.upstream,
-        },
-    )
+    if on_ready is not None:
+        on_ready()
+    else:
+        logger.info(
+            "ready",
+            extra={
+                "listen": proxy.url,
+                "admin": proxy.admin_url or "off",
+                "upstream": proxy.config.upstream,
+            },
+        )
     try:
         await stop.wait()
         logger.info("shutting down")
@@ -203,10 +217,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    if args.workers > 1:
-        # TODO(#6): several worker processes sharing one port are not built yet.
-        _fail(f"--workers: only 1 is supported for now, got {args.workers}")
+    refused = refusal(args.workers, config.admin, args.observations_file)
+    if refused is not None:
+        _fail(refused)
         return EXIT_BAD_INPUT
+    if args.workers > 1:
+        return _run_workers(config, args)
 
     proxy = ChaosProxy(
         config,
@@ -225,6 +241,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
     return EXIT_OK
+
+
+def _run_workers(config: ProxyConfig, args: argparse.Namespace) -> int:
+    """``run --workers N``: N processes on one port (see chaosproxy.workers)."""
+
+    def start(sock: socket.socket, on_ready: Callable[[], None]) -> int:
+        proxy = ChaosProxy(
+            config, config_path=args.config, config_overrides=_given_overrides(args)
+        )
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(proxy, args, sock, on_ready))
+        return EXIT_OK
+
+    host, port = parse_address(config.listen)
+    # Each worker's ChaosProxy keeps its default grace of 10 s for in-flight
+    # requests; the supervisor waits that long (and a margin) before killing.
+    grace = 10.0
+    try:
+        return serve_workers(args.workers, host, port, grace, start)
+    except OSError as exc:
+        _fail(f"cannot serve on {config.listen}: {exc.strerror or exc}")
+        return EXIT_FAILURE
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
