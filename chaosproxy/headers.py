@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 __all__ = [
     "HOP_BY_HOP",
@@ -51,19 +51,41 @@ def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     return frozenset(tokens)
 
 
+# Whether a field name (as spelled on the wire) is hop-by-hop, remembered per
+# spelling: peers send the same few names on every message, and one dict look-up
+# is cheaper than lower-casing and testing each name again. Bounded, since the
+# names come from the network.
+_HOP_BY_NAME: dict[str, bool] = {}
+_HOP_BY_NAME_MAX = 4096
+
+# Connection values that name only fields dropped anyway (the usual ones).
+_PLAIN_CONNECTION = frozenset({"keep-alive", "close", "upgrade"})
+
+
+def _is_hop_by_hop(name: str) -> bool:
+    """Return whether ``name`` is a hop-by-hop or ``Proxy-*`` field."""
+    known = _HOP_BY_NAME.get(name)
+    if known is None:
+        lower = name.lower()
+        known = lower in HOP_BY_HOP or lower.startswith("proxy-")
+        if len(_HOP_BY_NAME) < _HOP_BY_NAME_MAX:
+            _HOP_BY_NAME[name] = known
+
+    return known
+
+
 def _end_to_end(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """Return the fields of ``headers`` that are not hop-by-hop, in order."""
     kept: list[tuple[str, str]] = []
-    named: frozenset[str] | None = None
+    extra = False
     for name, value in headers:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower.startswith("proxy-"):
-            if lower == "connection" and named is None:
-                named = _connection_tokens(headers)
-            continue
-        kept.append((name, value))
-    if named:
-        # Rare: a Connection header named end-to-end-looking fields; drop them too.
+        if not _is_hop_by_hop(name):
+            kept.append((name, value))
+        elif not extra and value.lower() not in _PLAIN_CONNECTION:
+            extra = name.lower() == "connection"
+    if extra:
+        # Rare: Connection named other fields; they describe this hop only too.
+        named = _connection_tokens(headers)
         kept = [(name, value) for name, value in kept if name.lower() not in named]
 
     return kept
@@ -111,6 +133,10 @@ def upstream_headers(
     return out
 
 
-def downstream_headers(headers: Sequence[tuple[str, str]]) -> CIMultiDict[str]:
-    """Build the headers sent to the client from the upstream's response headers."""
-    return CIMultiDict(_end_to_end(headers))
+def downstream_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Build the headers sent to the client from the upstream's response headers.
+
+    A list of pairs, not a multidict: aiohttp's response copies what it is given
+    into a multidict of its own, and building one here too would be done twice.
+    """
+    return _end_to_end(headers)

@@ -123,21 +123,20 @@ class ProxyHandler:
         try:
             if route.faults:
                 exchange.decision = await decide(self.state.injector, route.faults)
-            response = await self._respond(request, raw_target, exchange)
+            if exchange.decision.terminal is None:
+                response = await self._forward(request, raw_target, exchange)
+            else:
+                response = await self._answer_fault(exchange)
             exchange.status = response.status
             return response
         finally:
             duration_ms = round((self._loop_time() - started) * 1000, 3)
             self._record(request, path, exchange, duration_ms)
 
-    async def _respond(
-        self, request: web.BaseRequest, raw_target: str, exchange: _Exchange
-    ) -> web.StreamResponse:
-        """Answer with the terminating fault if one fired, else forward upstream."""
+    async def _answer_fault(self, exchange: _Exchange) -> web.StreamResponse:
+        """Answer with the terminating fault that fired, in place of the upstream."""
         decision = exchange.decision
-        if decision.terminal is None:
-            return await self._forward(request, raw_target, exchange)
-
+        assert decision.terminal is not None
         fault = decision.terminal.config
         fired = decision.header_value
         if decision.terminal_type is FaultType.timeout:
