@@ -31,6 +31,9 @@ __all__ = ["ResponseHead", "UpstreamConnection", "UpstreamProtocolError"]
 # Reading from the upstream pauses past this many buffered body bytes and resumes
 # once the proxy has taken them, so memory per exchange stays bounded.
 _HIGH_WATER = 256 * 1024
+# Body bytes up to this size are joined into one piece for one write downstream;
+# larger pieces go out as they came, since joining them would only copy them.
+_JOIN_LIMIT = 64 * 1024
 
 
 class UpstreamProtocolError(Exception):
@@ -63,6 +66,13 @@ class ResponseHead:
             if len(name) == 14 and name.lower() == "content-length":
                 # llhttp has already refused a malformed or conflicting length.
                 self.content_length = int(value)
+
+
+def _has_transfer_coding(headers: list[tuple[str, str]]) -> bool:
+    """Return whether any ``Transfer-Encoding`` was sent (it overrides a length)."""
+    return any(
+        len(name) == 17 and name.lower() == "transfer-encoding" for name, _ in headers
+    )
 
 
 def _is_chunked(headers: list[tuple[str, str]]) -> bool:
@@ -99,6 +109,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._error: BaseException | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
+        self._raw_left: int | None = None
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
@@ -120,6 +131,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._keep_alive = False
         self._received = False
         self._error = None
+        self._raw_left = None
         self.transport.write(head)
 
     def write(self, data: bytes) -> None:
@@ -160,11 +172,15 @@ class UpstreamConnection(asyncio.Protocol):
                 timer.cancel()
 
         chunks = self._chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._chunks = []
-        self._buffered = 0
-        if self._reading_paused and self.transport is not None:
+        if len(chunks) == 1 or self._buffered <= _JOIN_LIMIT:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._chunks = []
+        else:
+            data = chunks.pop(0)
+        self._buffered -= len(data)
+        if self._reading_paused and self._buffered <= _JOIN_LIMIT:
             self._reading_paused = False
+            assert self.transport is not None
             self.transport.resume_reading()
 
         return data
@@ -230,6 +246,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self._received = True
+        if self._raw_left is not None:
+            self._take_raw(data, self._raw_left)
+            return
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -271,6 +290,33 @@ class UpstreamConnection(asyncio.Protocol):
         if drain is not None and not drain.done():
             drain.set_result(None)
 
+    def _take_raw(self, data: bytes, left: int) -> None:
+        """Queue the next bytes of a body of known length without parsing them.
+
+        Past the head, a ``Content-Length`` body needs no parser, only counting:
+        the bytes received are queued as they are, with no copy.
+        """
+        if len(data) > left:
+            # More than the response holds: the connection is out of step, and
+            # the extra bytes (nothing any request asked for) are dropped with it.
+            data = data[:left]
+            self._keep_alive = False
+        self._raw_left = left - len(data)
+        self._queue(data)
+        if self._raw_left == 0:
+            self._complete = True
+            self._wake()
+
+    def _queue(self, body: bytes) -> None:
+        """Queue body bytes for :meth:`read`; pause the upstream when too many wait."""
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > _HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+        self._wake()
+
     def _break(self, message: str) -> None:
         """Fail the exchange with a protocol error and drop the connection."""
         if self._error is None:
@@ -284,6 +330,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         """A response (or a 1xx before it) starts."""
+        if self._complete:
+            # A second response to one request: the upstream is out of step.
+            raise UpstreamProtocolError("upstream sent a response nobody asked for")
         self._reason = b""
         self._headers = []
 
@@ -312,17 +361,18 @@ class UpstreamConnection(asyncio.Protocol):
             # next one gets a fresh parser.
             self._keep_alive = self._parser.should_keep_alive()
             self._complete = True
+        elif self._head.content_length and not _has_transfer_coding(self._headers):
+            # The rest of this body is counted, not parsed (see _take_raw); the
+            # parser, never fed again, still answers for the headers it has seen.
+            self._keep_alive = self._parser.should_keep_alive()
+            self._raw_left = self._head.content_length
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        """Queue body bytes; pause the upstream when too many wait."""
-        self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._reading_paused:
-            self._reading_paused = True
-            assert self.transport is not None
-            self.transport.pause_reading()
-        self._wake()
+        """Queue body bytes the parser found."""
+        if self._raw_left is not None:
+            self._raw_left -= len(body)
+        self._queue(body)
 
     def on_message_complete(self) -> None:
         """The body is whole; an interim response only clears the way."""
