@@ -50,6 +50,7 @@ from chaosproxy.config_rules import (
     check_proxy_fault,
     find_rule_problems,
 )
+from chaosproxy.limits import Limits
 from chaosproxy.yamlmarks import (
     Loc,
     MarkedDocument,
@@ -64,6 +65,7 @@ __all__ = [
     "DEFAULT_COMPONENT",
     "ConfigError",
     "ConfigProblem",
+    "Limits",
     "MatchConfig",
     "ProxyConfig",
     "RouteConfig",
@@ -237,6 +239,10 @@ class ProxyConfig(BaseModel):
     )
     observations_window: int = Field(
         10000, gt=0, strict=True, description="How many observations are kept."
+    )
+    limits: Limits = Field(
+        default_factory=Limits,
+        description="Bounds on client request heads and idle connections.",
     )
     routes: list[RouteConfig] = Field(
         default_factory=list, description="Tried in order; the first match wins."

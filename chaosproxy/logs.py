@@ -2,12 +2,15 @@
 
 Channels (standard :mod:`logging` names, each switchable on its own)::
 
-    chaosproxy.access    one line per proxied request (INFO); turn off with
-                         ``logging.getLogger("chaosproxy.access").disabled = True``
-    chaosproxy.server    lifecycle: ready, reload, shutdown (INFO)
-    chaosproxy.upstream  an upstream that misbehaves: refused, reset, slow (WARNING)
-    chaosproxy.admin     changes made through the admin API (INFO)
-    chaosproxy.config    configuration problems found on reload (WARNING)
+    chaosproxy.access      one line per proxied request (INFO); turn off with
+                           ``logging.getLogger("chaosproxy.access").disabled = True``
+    chaosproxy.server      lifecycle: ready, reload, shutdown (INFO)
+    chaosproxy.upstream    an upstream that misbehaves: refused, reset, slow (WARNING)
+    chaosproxy.downstream  a client that misbehaves: a malformed request, a request
+                           head too slow (WARNING); a failure of the proxy's own
+                           while handling a request (ERROR, with the traceback)
+    chaosproxy.admin       changes made through the admin API (INFO)
+    chaosproxy.config      configuration problems found on reload (WARNING)
 
 Messages are short lowercase events; the values travel as fields (``extra=``), which
 the text format appends as ``key=value`` and the JSON format writes as members.

@@ -27,6 +27,7 @@ from aiohttp import web
 from aumai_chaos import FaultConfig, FaultInjector, ObservationPoint
 from chaosproxy.admin import build_admin_app, check_admin_exposure
 from chaosproxy.config import ProxyConfig
+from chaosproxy.downstream import DownstreamServer
 from chaosproxy.experiments import Experiments
 from chaosproxy.metrics import ProxyMetrics, TrafficSummary
 from chaosproxy.observations import ObservationSink
@@ -150,9 +151,8 @@ class ChaosProxy:
         """
         check_admin_exposure(self.config)
         await self.upstream.start()
-        server = web.Server(
-            ProxyHandler(self.state), handler_cancellation=True, access_log=None
-        )
+        # Limits are read per connection, so a reload's apply to new connections.
+        server = DownstreamServer(ProxyHandler(self.state), lambda: self.config.limits)
         self._runner = web.ServerRunner(server, shutdown_timeout=self.shutdown_grace)
         await self._runner.setup()
         try:
