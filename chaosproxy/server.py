@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from aumai_chaos import FaultConfig, FaultInjector, ObservationPoint
+from chaosproxy.accept import BatchAcceptSite, listening_sockets
 from chaosproxy.admin import build_admin_app, check_admin_exposure
 from chaosproxy.config import ProxyConfig
 from chaosproxy.downstream import DownstreamServer
@@ -156,13 +157,12 @@ class ChaosProxy:
         self._runner = web.ServerRunner(server, shutdown_timeout=self.shutdown_grace)
         await self._runner.setup()
         try:
-            site: web.BaseSite
             if sock is not None:
-                site = web.SockSite(self._runner, sock)
+                sockets = [sock]
             else:
-                host, port = parse_address(self.config.listen)
-                site = web.TCPSite(self._runner, host, port, backlog=2048)
-            await site.start()
+                sockets = listening_sockets(*parse_address(self.config.listen))
+            # Not aiohttp's TCPSite: see chaosproxy.accept for why.
+            await BatchAcceptSite(self._runner, sockets).start()
             bound = self._runner.addresses[0]
             self.address = (str(bound[0]), int(bound[1]))
             if self.config.admin is not None:
