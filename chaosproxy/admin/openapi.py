@@ -25,6 +25,13 @@ _REF = "#/components/schemas/{model}"
 _STRING: Json = {"type": "string"}
 _ANY_OBJECT: Json = {"type": "object", "additionalProperties": True}
 _COUNTS: Json = {"type": "object", "additionalProperties": {"type": "integer"}}
+_PATH: Json = {"type": "string", "pattern": "^/"}
+# The library's model allows an experiment without faults; the proxy does not.
+_EXPERIMENT_BODY: Json = {
+    "$ref": "#/components/schemas/ChaosExperiment",
+    "required": ["faults"],
+    "properties": {"faults": {"minItems": 1}},
+}
 
 
 def _ref(name: str) -> Json:
@@ -247,7 +254,7 @@ def _observation_paths() -> dict[str, Json]:
                 "Which route a request would match; each fault that could act.",
                 {"200": _json("Explanation", "The explanation."), "422": _INVALID},
                 _param("method", "query", {**_STRING, "default": "GET"}),
-                {**_param("path", "query", _STRING), "required": True},
+                {**_param("path", "query", _PATH), "required": True},
                 _param("header", "query", _array(_STRING), "'Name: value'; repeat."),
             )
         },
@@ -274,7 +281,7 @@ def _experiment_paths() -> dict[str, Json]:
                     "409": busy,
                     "422": _INVALID,
                 },
-                body=_json("ChaosExperiment", "The experiment."),
+                body=_json(_EXPERIMENT_BODY, "The experiment."),
             ),
         },
         "/experiments/{experiment_id}": {
