@@ -15,7 +15,9 @@ FIELD_NAMES = [
     "upstream_timeout_ms", "observations_window", "routes", "faults", "name",
     "match", "path", "path_regex", "methods", "headers", "component",
     "fault_type", "probability", "duration_ms", "error_code", "error_message",
-    "affected_components", "bogus",
+    "affected_components", "limits", "max_request_line_bytes",
+    "max_header_line_bytes", "max_headers", "header_read_timeout_ms",
+    "keepalive_timeout_ms", "bogus",
 ]  # fmt: skip
 
 scalars = st.one_of(
@@ -76,8 +78,18 @@ config_docs = st.fixed_dictionaries(
         ),
         "faults": st.lists(fault_docs, max_size=3),
         "seed": scalars,
+        "limits": st.one_of(
+            scalars,
+            st.dictionaries(
+                st.sampled_from(
+                    ["max_request_line_bytes", "max_header_line_bytes", "max_headers",
+                     "header_read_timeout_ms", "keepalive_timeout_ms", "x"]
+                ),
+                scalars,
+            ),
+        ),
     },
-)
+)  # fmt: skip
 
 
 def _load(text: str) -> ProxyConfig | None:
