@@ -137,23 +137,24 @@ def start_envoy(
         ),
         encoding="utf-8",
     )
-    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    process = procs.start(
-        [
-            "taskset",
-            "-c",
-            PROXY_CORE,
-            str(binary),
-            "-c",
-            str(conf),
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "--log-level",
-            "error",
-        ],
-        stderr=log,
-        stdout=log,
-    )
+    with open(workdir / f"{name}.log", "wb") as log:
+        # The child writes through its own copy of the descriptor.
+        process = procs.start(
+            [
+                "taskset",
+                "-c",
+                PROXY_CORE,
+                str(binary),
+                "-c",
+                str(conf),
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "error",
+            ],
+            stderr=log,
+            stdout=log,
+        )
     wait_for_port(port, timeout=30)
     return process, port

@@ -219,23 +219,24 @@ def start_proxy(
     port = free_port()
     path = workdir / f"{name}.yaml"
     path.write_text(config_yaml.replace("LISTEN", f"127.0.0.1:{port}"), "utf-8")
-    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    process = procs.start(
-        [
-            "taskset",
-            "-c",
-            cores,
-            sys.executable,
-            "-m",
-            "chaosproxy",
-            "run",
-            "-c",
-            str(path),
-            "--no-access-log",
-            *extra_args,
-        ],
-        stderr=log,
-    )
+    with open(workdir / f"{name}.log", "wb") as log:
+        # The child writes through its own copy of the descriptor.
+        process = procs.start(
+            [
+                "taskset",
+                "-c",
+                cores,
+                sys.executable,
+                "-m",
+                "chaosproxy",
+                "run",
+                "-c",
+                str(path),
+                "--no-access-log",
+                *extra_args,
+            ],
+            stderr=log,
+        )
     wait_for_port(port)
     return process, port
 
