@@ -31,6 +31,10 @@ __all__ = ["ResponseHead", "UpstreamConnection", "UpstreamProtocolError"]
 # Reading from the upstream pauses past this many buffered body bytes and resumes
 # once the proxy has taken them, so memory per exchange stays bounded.
 _HIGH_WATER = 256 * 1024
+# A response head larger than this is refused (aiohttp's client allowed 128 fields
+# of 8 KiB); llhttp itself sets no bound, and the head is held whole until parsed.
+_MAX_HEAD_BYTES = 64 * 1024
+_MAX_HEADERS = 128
 # Body bytes up to this size are joined into one piece for one write downstream;
 # larger pieces go out as they came, since joining them would only copy them.
 _JOIN_LIMIT = 64 * 1024
@@ -101,6 +105,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._bodyless = False
         self._reason = b""
         self._headers: list[tuple[str, str]] = []
+        self._head_bytes = 0
         self._head: ResponseHead | None = None
         self._informational = False
         self._complete = False
@@ -335,17 +340,30 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamProtocolError("upstream sent a response nobody asked for")
         self._reason = b""
         self._headers = []
+        self._head_bytes = 0
 
     def on_status(self, reason: bytes) -> None:
         """Collect the reason phrase (it may arrive in pieces)."""
         self._reason += reason
+        self._count_head(len(reason))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """Collect one header field, in order."""
+        self._count_head(len(name) + len(value))
+        if len(self._headers) >= _MAX_HEADERS:
+            raise UpstreamProtocolError(f"upstream sent over {_MAX_HEADERS} headers")
         # Decoded as aiohttp's server side decodes, so the bytes survive the trip.
         self._headers.append(
             (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
         )
+
+    def _count_head(self, size: int) -> None:
+        """Refuse a response head that grows past its bound."""
+        self._head_bytes += size
+        if self._head_bytes > _MAX_HEAD_BYTES:
+            raise UpstreamProtocolError(
+                f"upstream sent a response head over {_MAX_HEAD_BYTES} bytes"
+            )
 
     def on_headers_complete(self) -> None:
         """Publish the head, unless it is an interim 1xx (RFC 9110 section 15.2)."""
@@ -354,7 +372,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._informational = 100 <= status < 200
         if self._informational:
             return
-        self._head = ResponseHead(status, self._reason.decode("latin-1"), self._headers)
+        self._head = ResponseHead(
+            status, self._reason.decode("utf-8", "surrogateescape"), self._headers
+        )
         if self._bodyless:
             # A HEAD response's Content-Length describes a body that is not sent;
             # this parser would wait for it, so the exchange ends here and the

@@ -234,3 +234,19 @@ async def test_request_head_is_exact_and_invents_nothing(
     ]
     assert b"X-Odd: v\xc3\xa9\r\n" in head
     assert f"Host: {upstream.url.removeprefix('http://')}\r\n".encode() in head
+
+
+async def test_oversized_response_head_gives_502_protocol(
+    raw_upstream: StartRaw,
+    start_proxy: ProxyFactory,
+    client: aiohttp.ClientSession,
+) -> None:
+    """A response head with hundreds of fields is refused, not held: 502."""
+    fields = b"".join(b"X-Filler-%d: %b\r\n" % (i, b"v" * 100) for i in range(300))
+    upstream = await raw_upstream(
+        lambda head: b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n"
+    )
+    proxy = await start_proxy(proxy_yaml(upstream.url))
+    async with client.get(proxy.url + "/x") as resp:
+        assert resp.status == 502
+        assert (await resp.json())["error"] == "upstream_protocol"
