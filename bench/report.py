@@ -141,13 +141,16 @@ def targets(table: list[Row]) -> list[tuple[str, bool | None]]:
     by_label = {row.label: row for row in table}
 
     def ratio(label: str) -> float | None:
+        """Our median over Envoy's for ``label``."""
         return by_label[label].ratio
 
     def ours(label: str) -> float | None:
+        """Our median for ``label``."""
         values = by_label[label].ours
         return statistics.median(values) if values else None
 
     def check(value: float | None, ok: Callable[[float], bool]) -> bool | None:
+        """Apply ``ok`` to ``value``; None when there is no figure."""
         return None if value is None else ok(value)
 
     low200 = by_label["100 ms fault, 200 conns: min"].ours

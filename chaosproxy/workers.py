@@ -102,6 +102,7 @@ def _worker_main(start: WorkerStart, host: str, port: int, ready: Connection) ->
     sock = listening_socket(host, port)
 
     def notify_ready() -> None:
+        """Tell the supervisor this worker serves."""
         ready.send(True)
         ready.close()
 
