@@ -95,10 +95,12 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
 
 def _worker_main(start: WorkerStart, host: str, port: int, ready: Connection) -> None:
     """The child's life: its own socket, then the proxy until told to stop."""
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        # The supervisor's handlers came along with the fork; the worker's event
-        # loop installs its own once it runs.
-        signal.signal(signum, signal.SIG_DFL)
+    # The supervisor's handlers came along with the fork; the worker's event loop
+    # installs its own once it runs. Until then a stop ends the worker at once (it
+    # holds no request yet), and a reload is ignored (there is nothing to reload).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sock = listening_socket(host, port)
 
     def notify_ready() -> None:
@@ -164,9 +166,11 @@ class _Supervisor:
                 process.join()
                 if not self.stopping:
                     logger.error("worker died", extra={"error": process.name})
-                    self.stopping = True
+                    failed = self.stopping = True
                     self.signal_all(signal.SIGTERM)
-                failed = failed or process.exitcode != 0
+                # Ended by the SIGTERM it was sent before its loop ran: a clean stop.
+                clean = process.exitcode in (0, -signal.SIGTERM)
+                failed = failed or not clean
 
         return 1 if failed else 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -88,3 +89,17 @@ def test_refusal_names_what_workers_cannot_share(
 ) -> None:
     """Only settings whose state would split across workers are refused."""
     assert (refusal(workers, admin, file) is not None) == refused
+
+
+def test_a_dead_worker_stops_the_others_and_exits_1(tmp_path: Path) -> None:
+    """A worker killed from outside: the supervisor stops the rest and exits 1."""
+    path = write_config(tmp_path, "http://127.0.0.1:9", f"127.0.0.1:{free_port()}")
+    proc = Running("-c", str(path), "--workers", "2")
+    try:
+        proc.wait_for("ready")
+        first, second = _children(proc.process.pid)
+        os.kill(first, signal.SIGKILL)
+        assert proc.process.wait(timeout=20) == 1
+        assert _gone(second)
+    finally:
+        proc.close()
