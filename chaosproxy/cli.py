@@ -23,7 +23,6 @@ from pydantic import ValidationError
 
 from chaosproxy.admin import AdminExposedError
 from chaosproxy.config import ConfigError, ProxyConfig, config_schema, load_config
-from chaosproxy.gctune import tune_for_serving
 from chaosproxy.logs import configure_logging
 from chaosproxy.server import ChaosProxy, parse_address
 from chaosproxy.workers import refusal, serve_workers
@@ -231,7 +230,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config_path=args.config,
         config_overrides=_given_overrides(args),
     )
-    tune_for_serving()
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_serve(proxy, args))
@@ -252,7 +250,6 @@ def _run_workers(config: ProxyConfig, args: argparse.Namespace) -> int:
         proxy = ChaosProxy(
             config, config_path=args.config, config_overrides=_given_overrides(args)
         )
-        tune_for_serving()
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_serve(proxy, args, sock, on_ready))
         return EXIT_OK
