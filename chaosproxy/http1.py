@@ -369,6 +369,10 @@ class UpstreamConnection(asyncio.Protocol):
         """Publish the head, unless it is an interim 1xx (RFC 9110 section 15.2)."""
         assert self._parser is not None
         status = self._parser.get_status_code()
+        if status < 100:
+            # RFC 9110 section 15: a status is three digits, 100 or more; relaying
+            # this one would put a status line no client can parse on the wire.
+            raise UpstreamProtocolError(f"upstream sent status {status}")
         self._informational = 100 <= status < 200
         if self._informational:
             return

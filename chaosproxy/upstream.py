@@ -44,6 +44,11 @@ _STATUS_BY_KIND: dict[UpstreamErrorKind, int] = {
 # request sent into one that is closing fails.
 _IDLE_SECONDS = 15.0
 
+# RFC 9110 section 9.2.2 and RFC 9112 section 9.3.1: only an idempotent request may
+# be sent again after its connection failed unanswered, since the upstream may
+# have read the first copy and acted on it before the connection went.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
 
 class UpstreamError(Exception):
     """The upstream could not give a response; ``kind`` says why."""
@@ -210,7 +215,10 @@ class Upstream:
         chunked: bool,
     ) -> bytes:
         """Serialize the request line and headers, the raw target byte for byte."""
-        parts = [f"{method} {self.base_path}{raw_target} HTTP/1.1\r\n", self._host_line]
+        # RFC 9112 section 3.2.4: asterisk-form names the server, not a path under
+        # the base path, so it goes as it came.
+        target = raw_target if raw_target == "*" else self.base_path + raw_target
+        parts = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
         parts.extend(f"{name}: {value}\r\n" for name, value in headers)
         if chunked:
             parts.append("Transfer-Encoding: chunked\r\n")
@@ -244,10 +252,11 @@ class Upstream:
                 )
             except UpstreamProtocolError as exc:
                 # A kept-alive connection the upstream closed while it sat idle
-                # fails before any response byte; a bodiless request is safe to
-                # send again on a new connection. Anything else is the upstream's.
+                # fails before any response byte; a bodiless idempotent request
+                # is sent again on a new connection. Anything else is the
+                # upstream's: a POST it may have acted on is never sent twice.
                 stale = exc.before_response and connection.exchanges > 1
-                if not (stale and body is None):
+                if not (stale and body is None and method in _IDEMPOTENT):
                     raise self.translate(exc) from exc
             except (OSError, TimeoutError) as exc:
                 raise self.translate(exc) from exc

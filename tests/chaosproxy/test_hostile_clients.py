@@ -259,3 +259,18 @@ routes:
 
     assert reply.status == 503
     assert upstream.requests == []
+
+
+async def test_asterisk_form_options_reaches_the_upstream_as_an_asterisk(
+    upstream: Upstream, start_proxy: ProxyFactory
+) -> None:
+    """OPTIONS * names the server, so the upstream's base path is not put before it."""
+    proxy = await start_proxy(proxy_yaml(upstream.url + "/base"))
+    assert proxy.address is not None
+
+    reply = await exchange(
+        proxy.address, get(b"OPTIONS * HTTP/1.1", H + b"Connection: close\r\n")
+    )
+
+    assert reply.status is not None
+    assert [hit["raw"] for hit in upstream.requests] == ["*"]
