@@ -117,21 +117,22 @@ class _Run:
     def count(self, point: ObservationPoint) -> None:
         """Keep and count one request that this experiment's faults touched.
 
-        ``faults_by_type`` counts the faults of this experiment's fault types that
-        fired on it. ``errors_by_type`` counts, among those, every one that made
-        the request fail as its client saw it: an error status (``error``,
+        ``faults_by_type`` counts this experiment's own faults that fired on it (a
+        route's fault of the same type firing on the same request is not one of
+        them: each fired fault's origin is in the details). ``errors_by_type``
+        counts, among those, every one that made the request fail as its client
+        saw it: an error status (``error``,
         ``timeout``, ``resource_exhaustion``), a body cut short
         (``partial_failure``) or bytes changed (``data_corruption``), which is
         every type but ``latency``, as the library counts every injected exception.
         """
-        # TODO(#4): a request's details name the fault types that fired, not each
-        # one's origin, so a route fault of the same type as one of this
-        # experiment's, firing on the same request, is counted here too.
         self.observations.append(point)
-        declared = {fault.fault_type.value for fault in self.experiment.faults}
         fired = point.details.get("faults")
-        for fault_type in fired if isinstance(fired, list) else ():
-            if fault_type in declared:
+        origins = point.details.get("fault_origins")
+        if not isinstance(fired, list) or not isinstance(origins, list):
+            return
+        for fault_type, origin in zip(fired, origins, strict=False):
+            if origin == self.experiment_id:
                 self.faults_by_type[fault_type] += 1
                 if fault_type != FaultType.latency.value:
                     self.errors_by_type[fault_type] += 1

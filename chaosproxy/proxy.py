@@ -276,6 +276,9 @@ class ProxyHandler:
             origins = sorted({f.origin for f in fired} - _FILE_ORIGINS)
             if origins:
                 details["experiments"] = origins
+                # Parallel to "faults": which experiment (or "route", "global")
+                # each fired fault came from, so an experiment counts only its own.
+                details["fault_origins"] = [f.origin for f in fired]
         event = "fault_injected" if fired else "proxied"
         self.state.sink.record(exchange.route.component, event, details)
         if access_log.isEnabledFor(logging.INFO):

@@ -85,6 +85,22 @@ async def test_result_counts_exactly_the_requests_the_experiment_touched(
     assert {p.component for p in result.observations} == {"payments"}
 
 
+async def test_result_leaves_out_the_routes_own_faults_of_the_same_type(
+    upstream: Upstream, start_proxy: ProxyFactory, client: aiohttp.ClientSession
+) -> None:
+    """A route's latency firing beside the experiment's is not counted as its own."""
+    proxy, admin = await start_admin_proxy(start_proxy, upstream.url)
+    await call(admin.set_faults, "pay", [{"fault_type": "latency", "duration_ms": 1}])
+    body = experiment(faults=[{"fault_type": "latency", "duration_ms": 1}])
+    experiment_id = await call(admin.start_experiment, body)
+    seen = [await send(client, proxy.url + "/api/pay/x") for _ in range(10)]
+    result = await call(admin.experiment, experiment_id)
+
+    assert all(fired == "latency,latency" for _, fired in seen)
+    assert result.summary["faults_by_type"] == {"latency": 10}
+    assert result.summary["total_faults_fired"] == 10
+
+
 async def test_abort_stops_the_faults_at_once(
     upstream: Upstream, start_proxy: ProxyFactory, client: aiohttp.ClientSession
 ) -> None:
