@@ -17,7 +17,8 @@ from tests.conftest import ProxyFactory, Upstream, pattern_bytes, proxy_yaml
 async def _echo(
     client: aiohttp.ClientSession, url: str, **kwargs: object
 ) -> dict[str, object]:
-    async with client.request(kwargs.pop("method", "GET"), url, **kwargs) as resp:  # type: ignore[arg-type]
+    method = str(kwargs.pop("method", "GET"))
+    async with client.request(method, url, **kwargs) as resp:  # type: ignore[arg-type]
         assert resp.status == 200
         doc: dict[str, object] = await resp.json()
         return doc
