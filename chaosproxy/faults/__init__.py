@@ -109,24 +109,20 @@ async def decide(injector: FaultInjector, faults: Sequence[RouteFault]) -> Decis
         except Exception as exc:  # the injector's way of saying "this one fired"
             effect = _effect_type(fault, exc)
             error = exc
-        decision.fired.append(fault)
-        decision.fired_types.append(effect)
         if effect in TERMINATING_FAULTS:
+            decision.fired.append(fault)
+            decision.fired_types.append(effect)
             decision.terminal = fault
             decision.terminal_type = effect
             decision.terminal_error = error
-            break
+            decision.response = []
+            return decision
         decision.response.append((fault, effect))
 
-    if decision.terminal is not None and decision.response:
-        dropped = {id(f) for f, _ in decision.response}
-        kept = [
-            (f, t)
-            for f, t in zip(decision.fired, decision.fired_types, strict=True)
-            if id(f) not in dropped
-        ]
-        decision.fired = [f for f, _ in kept]
-        decision.fired_types = [t for _, t in kept]
-        decision.response = []
+    # Response faults count as fired only once no terminating fault has ended the
+    # request: only then is there an upstream response for them to act on.
+    for fault, effect in decision.response:
+        decision.fired.append(fault)
+        decision.fired_types.append(effect)
 
     return decision
