@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from chaosproxy.admin import AdminExposedError
 from chaosproxy.config import ConfigError, ProxyConfig, config_schema, load_config
 from chaosproxy.logs import configure_logging
-from chaosproxy.server import ChaosProxy, parse_address
+from chaosproxy.server import ChaosProxy
 from chaosproxy.workers import refusal, serve_workers
 
 __all__ = ["main"]
@@ -254,7 +254,7 @@ def _run_workers(config: ProxyConfig, args: argparse.Namespace) -> int:
             runner.run(_serve(proxy, args, sock, on_ready))
         return EXIT_OK
 
-    host, port = parse_address(config.listen)
+    host, port = config.listen_address
     # Each worker's ChaosProxy keeps its default grace of 10 s for in-flight
     # requests; the supervisor waits that long (and a margin) before killing.
     grace = 10.0

@@ -27,7 +27,7 @@ from aiohttp import web
 from aumai_chaos import FaultConfig, FaultInjector, ObservationPoint
 from chaosproxy.accept import BatchAcceptSite, listening_sockets
 from chaosproxy.admin import build_admin_app, check_admin_exposure
-from chaosproxy.config import ProxyConfig
+from chaosproxy.config import ProxyConfig, parse_host_port
 from chaosproxy.downstream import DownstreamServer
 from chaosproxy.experiments import Experiments
 from chaosproxy.metrics import ProxyMetrics, TrafficSummary
@@ -37,7 +37,7 @@ from chaosproxy.reloading import prepare_reload
 from chaosproxy.routing import DEFAULT_ROUTE, ExtraFault, build_router
 from chaosproxy.upstream import Upstream
 
-__all__ = ["BLOCKING_INJECT_WORKERS", "ChaosProxy", "parse_address"]
+__all__ = ["BLOCKING_INJECT_WORKERS", "ChaosProxy"]
 
 logger = logging.getLogger("chaosproxy.server")
 
@@ -47,12 +47,6 @@ logger = logging.getLogger("chaosproxy.server")
 BLOCKING_INJECT_WORKERS = 1024
 
 Listener = Callable[[ObservationPoint], None]
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """Split ``host:port`` (or ``[v6]:port``) into host and port."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class ChaosProxy:
@@ -160,7 +154,7 @@ class ChaosProxy:
             if sock is not None:
                 sockets = [sock]
             else:
-                sockets = listening_sockets(*parse_address(self.config.listen))
+                sockets = listening_sockets(*self.config.listen_address)
             # Not aiohttp's TCPSite: see chaosproxy.accept for why.
             await BatchAcceptSite(self._runner, sockets).start()
             bound = self._runner.addresses[0]
@@ -177,7 +171,7 @@ class ChaosProxy:
             build_admin_app(self), access_log=None, shutdown_timeout=1.0
         )
         await self._admin_runner.setup()
-        host, port = parse_address(address)
+        host, port = parse_host_port(address)
         await web.TCPSite(self._admin_runner, host, port).start()
         bound = self._admin_runner.addresses[0]
         self.admin_address = (str(bound[0]), int(bound[1]))
