@@ -117,20 +117,14 @@ class ChaosProxy:
     def url(self) -> str:
         """The proxy's base URL, once started (``http://host:port``)."""
         assert self.address is not None, "the proxy is not started"
-        host, port = self.address
-        host = f"[{host}]" if ":" in host else host
-
-        return f"http://{host}:{port}"
+        return _http_url(self.address)
 
     @property
     def admin_url(self) -> str | None:
         """The admin API's base URL once started, or None when it is off."""
         if self.admin_address is None:
             return None
-        host, port = self.admin_address
-        host = f"[{host}]" if ":" in host else host
-
-        return f"http://{host}:{port}"
+        return _http_url(self.admin_address)
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Open the upstream pool and start listening on ``config.listen``.
@@ -371,6 +365,14 @@ class ChaosProxy:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _http_url(address: tuple[str, int]) -> str:
+    """``http://host:port`` for a bound address, an IPv6 host in brackets."""
+    host, port = address
+    host = f"[{host}]" if ":" in host else host
+
+    return f"http://{host}:{port}"
 
 
 def _guarded(listener: Listener) -> Listener:
