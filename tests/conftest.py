@@ -7,6 +7,7 @@ assert what really crossed the wire on both sides of the proxy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
@@ -153,15 +154,32 @@ def make_upstream_app(upstream: Upstream) -> web.Application:
     return app
 
 
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 with an ephemeral port; yield its base URL."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+def catch_all(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.Application:
+    """An application that sends every method and path to ``handler``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
     """A real aiohttp upstream on 127.0.0.1 with an ephemeral port."""
     state = Upstream(url="")
-    server = TestServer(make_upstream_app(state), host="127.0.0.1")
-    await server.start_server()
-    state.url = str(server.make_url("")).rstrip("/")
-    yield state
-    await server.close()
+    async with serve_app(make_upstream_app(state)) as state.url:
+        yield state
 
 
 ProxyFactory = Callable[..., Awaitable[ChaosProxy]]

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from tests.conftest import ProxyFactory, proxy_yaml
+from tests.conftest import ProxyFactory, catch_all, proxy_yaml, serve_app
 
 TOTAL = 10_000
 CONCURRENCY = 64
@@ -39,13 +38,8 @@ class CountingUpstream:
 async def counting() -> AsyncIterator[CountingUpstream]:
     """A counting upstream on loopback."""
     upstream = CountingUpstream()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", upstream.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    upstream.url = str(server.make_url("")).rstrip("/")
-    yield upstream
-    await server.close()
+    async with serve_app(catch_all(upstream.handle)) as upstream.url:
+        yield upstream
 
 
 async def test_ten_thousand_requests_each_reach_upstream_once(

@@ -12,14 +12,19 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from aumai_chaos import ExperimentStatus
 from chaosproxy.client import AdminClient, AdminError
 from chaosproxy.server import ChaosProxy
 from tests.chaosproxy.adminkit import ROUTES, call, send, start_admin_proxy
 from tests.chaosproxy.test_cli import Running, chaosproxy, free_port, running
-from tests.conftest import ProxyFactory, Upstream, make_upstream_app, proxy_yaml
+from tests.conftest import (
+    ProxyFactory,
+    Upstream,
+    make_upstream_app,
+    proxy_yaml,
+    serve_app,
+)
 
 __all__ = ["running"]  # the fixture, imported for the CLI tests below
 
@@ -60,11 +65,8 @@ def file_text(upstream_url: str, body: str = ROUTES, **top: object) -> str:
 async def second_upstream() -> AsyncIterator[Upstream]:
     """Another test upstream, to move the proxy to."""
     state = Upstream(url="")
-    server = TestServer(make_upstream_app(state), host="127.0.0.1")
-    await server.start_server()
-    state.url = str(server.make_url("")).rstrip("/")
-    yield state
-    await server.close()
+    async with serve_app(make_upstream_app(state)) as state.url:
+        yield state
 
 
 async def test_reload_puts_the_new_file_in_force(

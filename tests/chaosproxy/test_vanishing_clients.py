@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from tests.chaosproxy.rawkit import abort, assert_no_tracebacks, read_reply
-from tests.conftest import ProxyFactory, pattern_bytes, proxy_yaml
+from tests.conftest import ProxyFactory, catch_all, pattern_bytes, proxy_yaml, serve_app
 
 
 @dataclass
@@ -49,13 +48,8 @@ class RecordingUpstream:
 async def recording() -> AsyncIterator[RecordingUpstream]:
     """A recording upstream on loopback."""
     upstream = RecordingUpstream()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", upstream.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    upstream.url = str(server.make_url("")).rstrip("/")
-    yield upstream
-    await server.close()
+    async with serve_app(catch_all(upstream.handle)) as upstream.url:
+        yield upstream
 
 
 async def wait_for(condition: object, seconds: float = 5.0) -> None:
@@ -184,10 +178,8 @@ async def test_client_vanishing_before_the_answer_is_recorded_as_499(
         return web.Response(text="late")
 
     slow.router.add_get("/slow", think)
-    server = TestServer(slow, host="127.0.0.1")
-    await server.start_server()
-    try:
-        proxy = await start_proxy(proxy_yaml(str(server.make_url("")).rstrip("/")))
+    async with serve_app(slow) as slow_url:
+        proxy = await start_proxy(proxy_yaml(slow_url))
         assert proxy.address is not None
         _, writer = await asyncio.open_connection(*proxy.address)
         writer.write(b"GET /slow HTTP/1.1\r\nHost: p\r\n\r\n")
@@ -195,8 +187,6 @@ async def test_client_vanishing_before_the_answer_is_recorded_as_499(
         await asyncio.sleep(0.1)
         abort(writer)
         await wait_for(lambda: len(proxy.sink.observer.get_observations()) == 1)
-    finally:
-        await server.close()
 
     [point] = proxy.sink.observer.get_observations()
     assert point.details["status"] == 499
