@@ -1,14 +1,13 @@
-"""Listening sockets, and a site that accepts every waiting connection at once.
+"""Listening sockets, and an acceptor that takes every waiting connection at once.
 
-Why not aiohttp's ``TCPSite``: under uvloop it listens through libuv, which since
-libuv 1.45 accepts one connection per turn of the event loop. Under load a turn
-runs hundreds of requests' callbacks and lasts tens of milliseconds, so a burst
-of new connections drains at a few dozen a second; measured with 1000 clients
+Why not the loop's own ``create_server``: under uvloop it listens through libuv,
+which since libuv 1.45 accepts one connection per turn of the event loop. Under
+load a turn runs hundreds of requests' callbacks and lasts tens of milliseconds,
+so a burst of new connections drains at a few dozen a second; measured with 1000 clients
 and a 100 ms latency fault, the last connections' first requests waited over
 5 seconds in the kernel's accept queue while the proxy answered others in 400 ms.
-:class:`BatchAcceptSite` takes every connection waiting (up to a batch) each time
-the listening socket is readable, then hands each to aiohttp's server as usual,
-so all of aiohttp's connection bookkeeping and shutdown stays as it is.
+:class:`Acceptor` takes every connection waiting (up to a batch) each time the
+listening socket is readable, then connects each to a new protocol.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-from aiohttp import web
-
-__all__ = ["BatchAcceptSite", "listening_sockets"]
+__all__ = ["Acceptor", "listening_sockets"]
 
 logger = logging.getLogger("chaosproxy.server")
 
@@ -70,7 +67,7 @@ def listening_sockets(
     return sockets
 
 
-class _Acceptor(asyncio.AbstractServer):
+class Acceptor(asyncio.AbstractServer):
     """Accepts on listening sockets and connects each client to a protocol."""
 
     def __init__(
@@ -88,7 +85,7 @@ class _Acceptor(asyncio.AbstractServer):
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
-        """The listening sockets (aiohttp reads the bound addresses from them)."""
+        """The listening sockets."""
         return tuple(self._sockets)
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
@@ -180,30 +177,3 @@ class _Acceptor(asyncio.AbstractServer):
         """Accept again after a pause, unless the server closed meanwhile."""
         if self._serving:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
-
-
-class BatchAcceptSite(web.BaseSite):
-    """An aiohttp site on sockets the caller bound, accepting in batches."""
-
-    __slots__ = ("_sockets",)
-
-    def __init__(self, runner: web.BaseRunner, sockets: list[socket.socket]) -> None:
-        """Serve ``runner``'s server on ``sockets`` (bound and listening)."""
-        super().__init__(runner)
-        self._sockets = sockets
-
-    @property
-    def name(self) -> str:
-        """The first socket's address as a URL, as aiohttp's sites name themselves."""
-        host, port = self._sockets[0].getsockname()[:2]
-        shown = f"[{host}]" if ":" in str(host) else host
-        return f"http://{shown}:{port}"
-
-    async def start(self) -> None:
-        """Register with the runner and start accepting."""
-        await super().start()
-        server = self._runner.server
-        assert server is not None
-        acceptor = _Acceptor(asyncio.get_running_loop(), self._sockets, server)
-        self._server = acceptor
-        await acceptor.start_serving()

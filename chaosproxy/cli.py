@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -34,6 +35,10 @@ logger = logging.getLogger("chaosproxy.server")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+
+# Net allocations between two collections of the youngest generation (see
+# _tune_collector); CPython's default is 700.
+_GC_THRESHOLD = 100_000
 
 # Flags of ``run`` that override a field of the file, and that field's name.
 _OVERRIDES = {
@@ -204,6 +209,23 @@ def _raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _tune_collector() -> None:
+    """Make the cyclic garbage collector cheap for a proxy holding many requests.
+
+    With CPython's defaults, a collection runs every 700 net allocations and
+    scans every young object still alive, which in a proxy is every request in
+    flight: measured with 1000 clients held by a 100 ms latency fault, the
+    collector took a fifth of the CPU. Nearly all of a request's objects are
+    freed by reference counting, so collections can be rare without memory
+    growing: what was loaded at start is frozen out of every scan, and a
+    collection waits for 100,000 net allocations (garbage in cycles, such as
+    closed connections, is still collected).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_THRESHOLD, 20, 10)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     """``chaosproxy run``: serve until told to stop."""
     configure_logging(args.log_format, access_log=args.access_log)
@@ -221,6 +243,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if refused is not None:
         _fail(refused)
         return EXIT_BAD_INPUT
+    _tune_collector()
     if args.workers > 1:
         return _run_workers(config, args)
 

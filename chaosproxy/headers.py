@@ -4,17 +4,16 @@ A proxy forwards end-to-end headers and consumes hop-by-hop ones (RFC 9110 secti
 7.6.1): ``Connection`` and every field it names, ``Keep-Alive``, ``Proxy-Connection``,
 ``TE``, ``Trailer``, ``Transfer-Encoding`` and ``Upgrade`` describe one connection and
 must not travel to the next. ``Proxy-*`` fields are addressed to a proxy and stop
-here too. Framing (``Transfer-Encoding``, chunking) is redone on each side by aiohttp.
+here too. Framing (``Transfer-Encoding``, chunking) is redone on each side.
 
 Repeated fields (``Set-Cookie``, ``Via``, ``Cache-Control`` lists) are kept as
-repeated fields, in order: every function here works on multidicts, never plain dicts.
+repeated fields, in order: every function here works on lists of (name, value)
+pairs, never on plain dicts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-
-from multidict import CIMultiDictProxy
 
 __all__ = [
     "HOP_BY_HOP",
@@ -92,7 +91,7 @@ def _end_to_end(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def upstream_headers(
-    headers: CIMultiDictProxy[str],
+    headers: Sequence[tuple[str, str]],
     *,
     client_ip: str | None,
     scheme: str,
@@ -108,7 +107,7 @@ def upstream_headers(
     forwarded: list[str] = []
     has_proto = has_host = False
     host: str | None = None
-    for name, value in _end_to_end(list(headers.items())):
+    for name, value in _end_to_end(headers):
         lower = name.lower()
         if lower in _FORWARDING:
             if lower == "host":
@@ -134,9 +133,5 @@ def upstream_headers(
 
 
 def downstream_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Build the headers sent to the client from the upstream's response headers.
-
-    A list of pairs, not a multidict: aiohttp's response copies what it is given
-    into a multidict of its own, and building one here too would be done twice.
-    """
+    """Build the headers sent to the client from the upstream's response headers."""
     return _end_to_end(headers)

@@ -119,6 +119,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        #: When the wait in progress (for the response head, or for more of its
+        #: body) runs out, in loop time; the pool's sweep checks it.
+        self.deadline: float | None = None
 
     # -- the exchange, as the pool's user sees it ------------------------------------
 
@@ -170,11 +173,11 @@ class UpstreamConnection(asyncio.Protocol):
                 return b""
             if self._error is not None:
                 raise self._error
-            timer = self._loop.call_later(self._read_timeout, self._time_out)
+            self.deadline = self._loop.time() + self._read_timeout
             try:
                 await self._wait()
             finally:
-                timer.cancel()
+                self.deadline = None
 
         chunks = self._chunks
         if len(chunks) == 1 or self._buffered <= _JOIN_LIMIT:
@@ -212,9 +215,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._error = exc
         self._wake()
 
-    def _time_out(self) -> None:
-        """The upstream paused too long in the middle of a body."""
-        self.fail(TimeoutError("upstream body stalled"))
+    def deadline_passed(self) -> None:
+        """The wait in progress ran out: fail the exchange as timed out."""
+        self.deadline = None
+        reason = "upstream body stalled" if self._head is not None else "no response"
+        self.fail(TimeoutError(reason))
 
     def close(self) -> None:
         """Close the connection now; an exchange in progress is abandoned."""

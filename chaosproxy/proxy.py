@@ -27,16 +27,15 @@ import logging
 import random
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from aumai_chaos import FaultInjector, FaultType
 from chaosproxy.config import ProxyConfig
+from chaosproxy.downstream import Reply, Request, Response
 from chaosproxy.faults import FAULT_HEADER, BodyFilter, Decision, decide
 from chaosproxy.faults import error as error_fault
 from chaosproxy.faults import resource_exhaustion as exhaustion_fault
 from chaosproxy.faults import timeout as timeout_fault
 from chaosproxy.faults.data_corruption import Corruptor
-from chaosproxy.faults.partial_failure import Truncator, close_connection
+from chaosproxy.faults.partial_failure import Truncator
 from chaosproxy.headers import downstream_headers, upstream_headers
 from chaosproxy.observations import ObservationSink
 from chaosproxy.routing import Route, Router
@@ -81,59 +80,32 @@ class _Exchange:
         self.upstream_error: str | None = None
 
 
-class _PassthroughResponse(web.StreamResponse):
-    """A streamed response that adds no ``Server`` or ``Content-Type`` of its own.
-
-    aiohttp fills both in when absent; a transparent proxy must not invent headers
-    the upstream did not send. (``Date`` it may add: RFC 9110 section 6.6.1 asks a
-    forwarding recipient to.)
-
-    The head is held back until the first body bytes, so that a small response
-    leaves in one write instead of two; :meth:`ProxyHandler._relay` sends it at
-    once when the body is not there yet.
-    """
-
-    _send_headers_immediately = False
-
-    async def _prepare_headers(self) -> None:
-        had_server = "Server" in self.headers
-        had_type = "Content-Type" in self.headers
-        await super()._prepare_headers()
-        if not had_server:
-            self.headers.popall("Server", None)
-        if not had_type:
-            self.headers.popall("Content-Type", None)
-
-
 class ProxyHandler:
-    """aiohttp's low-level request handler for proxied traffic."""
+    """The request handler for proxied traffic (see :mod:`chaosproxy.downstream`)."""
 
     def __init__(self, state: ProxyState) -> None:
         """Serve requests with the rules and clients in ``state``."""
         self.state = state
         self._loop_time = asyncio.get_running_loop().time
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: Request, response: Response) -> None:
         """Route, decide faults, forward or answer, and record the exchange."""
         started = self._loop_time()
-        raw_target = request.raw_path
-        path = raw_target.partition("?")[0]
-        route = self.state.router.match(request.method, path, request.headers)
+        route = self.state.router.match(request.method, request.path, request.lookup)
         exchange = _Exchange(route)
         try:
             if route.faults:
                 exchange.decision = await decide(self.state.injector, route.faults)
             if exchange.decision.terminal is None:
-                response = await self._forward(request, raw_target, exchange)
+                await self._forward(request, response, exchange)
             else:
-                response = await self._answer_fault(exchange)
-            exchange.status = response.status
-            return response
+                response.reply(*await self._answer_fault(exchange))
+                exchange.status = response.status
         finally:
             duration_ms = round((self._loop_time() - started) * 1000, 3)
-            self._record(request, path, exchange, duration_ms)
+            self._record(request, exchange, duration_ms)
 
-    async def _answer_fault(self, exchange: _Exchange) -> web.StreamResponse:
+    async def _answer_fault(self, exchange: _Exchange) -> Reply:
         """Answer with the terminating fault that fired, in place of the upstream."""
         decision = exchange.decision
         assert decision.terminal is not None
@@ -149,53 +121,50 @@ class ProxyHandler:
         return error_fault.respond(fault, decision.terminal_error, fired)
 
     async def _forward(
-        self, request: web.BaseRequest, raw_target: str, exchange: _Exchange
-    ) -> web.StreamResponse:
+        self, request: Request, response: Response, exchange: _Exchange
+    ) -> None:
         """Send the request upstream and stream its response back."""
         headers = upstream_headers(
             request.headers, client_ip=request.remote, scheme=request.scheme
         )
-        body = request.content if request.body_exists else None
         try:
             upstream = await self.state.upstream.open(
-                request.method, raw_target, headers, body
+                request.method, request.target, headers, request.body
             )
         except UpstreamError as exc:
             exchange.upstream_error = exc.kind
             upstream_log.warning(
                 "upstream failed", extra={"upstream_error": exc.kind, "error": str(exc)}
             )
-            return exc.to_response()
+            response.reply(*exc.to_reply())
+            exchange.status = response.status
+            return
 
         try:
-            return await self._relay(request, upstream, exchange)
+            await self._relay(response, upstream, exchange)
         finally:
             upstream.release()
 
     async def _relay(
         self,
-        request: web.BaseRequest,
+        response: Response,
         upstream: UpstreamResponse,
         exchange: _Exchange,
-    ) -> web.StreamResponse:
+    ) -> None:
         """Stream the upstream's status, headers and body to the client."""
-        response = _PassthroughResponse(
-            status=upstream.status,
-            reason=upstream.reason,
-            headers=downstream_headers(upstream.headers),
-        )
+        headers = downstream_headers(upstream.headers)
         decision = exchange.decision
         if decision.fired:
-            response.headers[FAULT_HEADER] = decision.header_value
+            headers.append((FAULT_HEADER, decision.header_value))
         filters = self._body_filters(decision, upstream.content_length)
         exchange.status = upstream.status
-        writer = await response.prepare(request)
+        response.start(
+            upstream.status, upstream.reason, headers, upstream.content_length
+        )
         if not upstream.body_ready:
             # A stream's first bytes may be minutes away (server-sent events, long
             # polls): the client gets the head now, as the upstream sent it.
-            send_headers = getattr(writer, "send_headers", None)
-            if send_headers is not None:
-                send_headers()
+            response.flush()
 
         try:
             if filters:
@@ -211,21 +180,19 @@ class ProxyHandler:
                 "upstream body failed",
                 extra={"upstream_error": error.kind, "error": str(error)},
             )
-            close_connection(request)
-            return response
+            response.abort()
+            return
 
         if any(isinstance(f, Truncator) for f in filters):
             # Cut short, or had no body to cut: either way the connection closes.
             upstream.close()
-            close_connection(request)
-            return response
-        await response.write_eof()
-
-        return response
+            response.abort()
+            return
+        response.end()
 
     @staticmethod
     async def _relay_filtered(
-        response: web.StreamResponse,
+        response: Response,
         upstream: UpstreamResponse,
         filters: list[BodyFilter],
     ) -> None:
@@ -253,18 +220,14 @@ class ProxyHandler:
         return filters
 
     def _record(
-        self,
-        request: web.BaseRequest,
-        path: str,
-        exchange: _Exchange,
-        duration_ms: float,
+        self, request: Request, exchange: _Exchange, duration_ms: float
     ) -> None:
         """Record the exchange as an observation and an access-log line."""
         decision = exchange.decision
         fired = decision.fired
         details: dict[str, object] = {
             "method": request.method,
-            "path": path,
+            "path": request.path,
             "route": exchange.route.name,
             "status": exchange.status,
             "duration_ms": duration_ms,

@@ -17,17 +17,25 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-from multidict import CIMultiDictProxy
+from typing import Protocol
 
 from aumai_chaos import FaultConfig, FaultType
 from chaosproxy.config import ProxyConfig, RouteConfig
 from chaosproxy.config_rules import DEFAULT_COMPONENT
 
+
+class HeaderLookup(Protocol):
+    """A request's headers as routing reads them: by name, in any case."""
+
+    def get(self, name: str, /) -> str | None:
+        """Return the first value of the field ``name``, or None."""
+
+
 __all__ = [
     "DEFAULT_COMPONENT",
     "DEFAULT_ROUTE",
     "ExtraFault",
+    "HeaderLookup",
     "Route",
     "RouteFault",
     "Router",
@@ -98,7 +106,7 @@ class Route:
     methods: frozenset[str] | None = None
     headers: tuple[tuple[str, str], ...] = ()
 
-    def matches(self, method: str, path: str, headers: CIMultiDictProxy[str]) -> bool:
+    def matches(self, method: str, path: str, headers: HeaderLookup) -> bool:
         """Return whether every condition of the route holds for this request."""
         if self.methods is not None and method not in self.methods:
             return False
@@ -118,7 +126,7 @@ class Router:
     default: Route
     by_name: Mapping[str, Route] = field(default_factory=dict)
 
-    def match(self, method: str, path: str, headers: CIMultiDictProxy[str]) -> Route:
+    def match(self, method: str, path: str, headers: HeaderLookup) -> Route:
         """Return the first route matching the request, or the default route."""
         for route in self.routes:
             if route.matches(method, path, headers):

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from aumai_chaos import FaultConfig, FaultInjector, ObservationPoint
-from chaosproxy.accept import BatchAcceptSite, listening_sockets
+from chaosproxy.accept import Acceptor, listening_sockets
 from chaosproxy.admin import build_admin_app, check_admin_exposure
 from chaosproxy.config import ProxyConfig, parse_host_port
 from chaosproxy.downstream import DownstreamServer
@@ -94,7 +94,8 @@ class ChaosProxy:
         self._route_faults: dict[str, list[FaultConfig]] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._extra: list[ExtraFault] = []
-        self._runner: web.ServerRunner | None = None
+        self._server: DownstreamServer | None = None
+        self._acceptor: Acceptor | None = None
         self.address: tuple[str, int] | None = None
         self._admin_runner: web.AppRunner | None = None
         self.admin_address: tuple[str, int] | None = None
@@ -141,17 +142,19 @@ class ChaosProxy:
         check_admin_exposure(self.config)
         await self.upstream.start()
         # Limits are read per connection, so a reload's apply to new connections.
-        server = DownstreamServer(ProxyHandler(self.state), lambda: self.config.limits)
-        self._runner = web.ServerRunner(server, shutdown_timeout=self.shutdown_grace)
-        await self._runner.setup()
+        self._server = DownstreamServer(
+            ProxyHandler(self.state), lambda: self.config.limits
+        )
         try:
             if sock is not None:
                 sockets = [sock]
             else:
                 sockets = listening_sockets(*self.config.listen_address)
-            # Not aiohttp's TCPSite: see chaosproxy.accept for why.
-            await BatchAcceptSite(self._runner, sockets).start()
-            bound = self._runner.addresses[0]
+            # Not the loop's create_server: see chaosproxy.accept for why.
+            loop = asyncio.get_running_loop()
+            self._acceptor = Acceptor(loop, sockets, self._server)
+            await self._acceptor.start_serving()
+            bound = sockets[0].getsockname()
             self.address = (str(bound[0]), int(bound[1]))
             if self.config.admin is not None:
                 await self._start_admin(self.config.admin)
@@ -178,9 +181,12 @@ class ChaosProxy:
         await self.experiments.close()
         for route in list(self._expiry):
             self._cancel_expiry(route)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._acceptor is not None:
+            self._acceptor.close()
+            self._acceptor = None
+        if self._server is not None:
+            await self._server.shutdown(self.shutdown_grace)
+            self._server = None
         for task in list(self._retiring):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

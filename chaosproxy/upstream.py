@@ -16,15 +16,13 @@ length, chunked framing. The exchanges themselves are in :mod:`chaosproxy.http1`
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 from collections.abc import Sequence
 from typing import Literal
 
-from aiohttp import StreamReader, web
-
 from chaosproxy.addresses import parse_upstream
+from chaosproxy.downstream import Reply, RequestBody, json_reply
 from chaosproxy.http1 import ResponseHead, UpstreamConnection, UpstreamProtocolError
 
 __all__ = ["Upstream", "UpstreamError", "UpstreamResponse"]
@@ -43,6 +41,12 @@ _STATUS_BY_KIND: dict[UpstreamErrorKind, int] = {
 # idle keep-alive connections after a while (nginx after 75 s, many sooner), and a
 # request sent into one that is closing fails.
 _IDLE_SECONDS = 15.0
+
+# Waits (connecting aside) are timed by one sweep over the busy connections, about
+# eight times per upstream_timeout_ms, within these bounds: a 30 s timeout is
+# kept to within half a second, a 200 ms one to 25 ms.
+_SWEEP_MIN_SECONDS = 0.005
+_SWEEP_MAX_SECONDS = 0.5
 
 # RFC 9110 section 9.2.2 and RFC 9112 section 9.3.1: only an idempotent request may
 # be sent again after its connection failed unanswered, since the upstream may
@@ -64,12 +68,10 @@ class UpstreamError(Exception):
         """The status the client is answered with: 502, or 504 for a timeout."""
         return _STATUS_BY_KIND[self.kind]
 
-    def to_response(self) -> web.Response:
+    def to_reply(self) -> Reply:
         """Build the client's answer: the status and a JSON body naming the kind."""
-        body = json.dumps({"error": f"upstream_{self.kind}", "message": self.message})
-        return web.Response(
-            status=self.status, text=body, content_type="application/json"
-        )
+        document = {"error": f"upstream_{self.kind}", "message": self.message}
+        return json_reply(self.status, document)
 
 
 def _translate(exc: BaseException, timeout_ms: int) -> UpstreamError:
@@ -147,7 +149,7 @@ class UpstreamResponse:
 
 
 async def _send_body(
-    connection: UpstreamConnection, body: StreamReader, chunked: bool
+    connection: UpstreamConnection, body: RequestBody, chunked: bool
 ) -> None:
     """Stream the client's request body to the upstream as it arrives."""
     try:
@@ -193,6 +195,10 @@ class Upstream:
         self._idle: list[tuple[UpstreamConnection, float]] = []
         self._busy: set[UpstreamConnection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_every = min(
+            _SWEEP_MAX_SECONDS, max(_SWEEP_MIN_SECONDS, timeout_ms / 1000 / 8)
+        )
 
     async def start(self) -> None:
         """Get ready to connect; call once from the running loop."""
@@ -206,6 +212,9 @@ class Upstream:
             connection.close()
         self._idle.clear()
         self._busy.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
 
     def request_head(
         self,
@@ -223,7 +232,7 @@ class Upstream:
         if chunked:
             parts.append("Transfer-Encoding: chunked\r\n")
         parts.append("\r\n")
-        # aiohttp's server decoded the target and values this way; this undoes it.
+        # The server decoded the header values this way; this undoes it.
         return "".join(parts).encode("utf-8", "surrogateescape")
 
     async def open(
@@ -231,7 +240,7 @@ class Upstream:
         method: str,
         raw_target: str,
         headers: Sequence[tuple[str, str]],
-        body: StreamReader | None,
+        body: RequestBody | None,
     ) -> UpstreamResponse:
         """Send the request and return once the response headers have arrived.
 
@@ -267,7 +276,7 @@ class Upstream:
         connection: UpstreamConnection,
         head: bytes,
         method: str,
-        body: StreamReader | None,
+        body: RequestBody | None,
         chunked: bool,
         deadline: float,
     ) -> UpstreamResponse:
@@ -278,14 +287,14 @@ class Upstream:
             pump = loop.create_task(
                 _send_body(connection, body, chunked), name="chaosproxy-upstream-body"
             )
-        timer = loop.call_at(deadline, connection.fail, TimeoutError())
+        connection.deadline = deadline
         try:
             response_head = await connection.response_head()
         except BaseException:
             self.release(connection, pump, broken=True)
             raise
         finally:
-            timer.cancel()
+            connection.deadline = None
 
         return UpstreamResponse(self, connection, response_head, pump)
 
@@ -302,7 +311,7 @@ class Upstream:
             if since < oldest:
                 connection.close()
                 continue
-            self._busy.add(connection)
+            self._mark_busy(connection)
             return connection
 
         try:
@@ -319,9 +328,36 @@ class Upstream:
             raise UpstreamError(
                 "unreachable", f"cannot connect to upstream: {exc}"
             ) from exc
-        self._busy.add(connection)
+        self._mark_busy(connection)
 
         return connection
+
+    def _mark_busy(self, connection: UpstreamConnection) -> None:
+        """Lend ``connection`` to an exchange; sweep its deadlines meanwhile."""
+        self._busy.add(connection)
+        if self._sweep is None and self._loop is not None:
+            self._sweep = self._loop.call_later(
+                self._sweep_every, self._check_deadlines
+            )
+
+    def _check_deadlines(self) -> None:
+        """Time out every exchange whose wait has run out.
+
+        One sweep over the busy connections instead of a timer per wait: a
+        timer per request costs more than the whole sweep.
+        """
+        assert self._loop is not None
+        now = self._loop.time()
+        for connection in [
+            c for c in self._busy if c.deadline is not None and c.deadline <= now
+        ]:
+            connection.deadline_passed()
+        if self._busy:
+            self._sweep = self._loop.call_later(
+                self._sweep_every, self._check_deadlines
+            )
+        else:
+            self._sweep = None
 
     def release(
         self,

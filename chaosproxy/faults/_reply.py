@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from aiohttp import web
-
+from chaosproxy.downstream import Reply, json_reply
 from chaosproxy.faults.base import FAULT_HEADER
 
 
@@ -15,16 +12,10 @@ def fault_reply(
     message: str,
     fired: str,
     extra_headers: dict[str, str] | None = None,
-) -> web.Response:
+) -> Reply:
     """Build an injected response: ``status``, a JSON body and ``X-Chaos-Fault``."""
-    headers = {FAULT_HEADER: fired}
+    headers = [(FAULT_HEADER, fired)]
     if extra_headers:
-        headers.update(extra_headers)
-    body = json.dumps({"fault": fault, "message": message})
+        headers.extend(extra_headers.items())
 
-    return web.Response(
-        status=status,
-        text=body,
-        content_type="application/json",
-        headers=headers,
-    )
+    return json_reply(status, {"fault": fault, "message": message}, headers)

@@ -8,9 +8,7 @@ then closed (FIN after the sent bytes, not a reset, so they do arrive).
 
 from __future__ import annotations
 
-from aiohttp import web
-
-__all__ = ["Truncator", "close_connection"]
+__all__ = ["Truncator"]
 
 
 class Truncator:
@@ -37,10 +35,3 @@ class Truncator:
         self._finished = self._remaining == 0
 
         return sent
-
-
-def close_connection(request: web.BaseRequest) -> None:
-    """Close the client's connection after the bytes already written are flushed."""
-    transport = request.transport
-    if transport is not None:
-        transport.close()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 
-from aiohttp import web
-
 from aumai_chaos import FaultConfig
+from chaosproxy.downstream import Reply
 from chaosproxy.faults._reply import fault_reply
 
 __all__ = ["respond", "retry_after_seconds"]
@@ -26,7 +25,7 @@ def retry_after_seconds(fault: FaultConfig) -> int:
     return max(1, math.ceil(fault.duration_ms / 1000))
 
 
-def respond(fault: FaultConfig, fired: str) -> web.Response:
+def respond(fault: FaultConfig, fired: str) -> Reply:
     """Answer 429 with ``Retry-After`` and a JSON body."""
     message = fault.error_message or DEFAULT_MESSAGE
     retry_after = {"Retry-After": str(retry_after_seconds(fault))}

@@ -1,7 +1,7 @@
 """Timeout: the request hangs for ``duration_ms``, then the proxy answers 504.
 
 This is what a client behind a gateway sees when the dependency never answers. The
-upstream is never asked. If the client gives up first, aiohttp cancels the handler,
+upstream is never asked. If the client gives up first, the server cancels the handler,
 which ends the hold at once, so an abandoned hang holds no resources.
 """
 
@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-
 from aumai_chaos import FaultConfig
+from chaosproxy.downstream import Reply
 from chaosproxy.faults._reply import fault_reply
 
 __all__ = ["respond"]
 
 
-async def respond(fault: FaultConfig, default_ms: int, fired: str) -> web.Response:
+async def respond(fault: FaultConfig, default_ms: int, fired: str) -> Reply:
     """Hold ``duration_ms`` (or ``default_ms``), then answer 504 with a JSON body."""
     held_ms = fault.duration_ms if fault.duration_ms is not None else default_ms
     await asyncio.sleep(held_ms / 1000)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from chaosproxy.downstream import DownstreamServer
+from chaosproxy.accept import Acceptor, listening_sockets
+from chaosproxy.downstream import DownstreamServer, Request, Response
 from chaosproxy.limits import Limits
 
 
@@ -17,14 +18,14 @@ async def test_failure_of_the_proxys_own_is_a_json_500_logged_with_its_traceback
 ) -> None:
     """A handler that raises: the client gets JSON 500, the log the traceback."""
 
-    async def broken(request: web.BaseRequest) -> web.StreamResponse:
+    async def broken(request: Request, response: Response) -> None:
         raise RuntimeError("handler bug")
 
-    runner = web.ServerRunner(DownstreamServer(broken, Limits))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    server = DownstreamServer(broken, Limits)
+    sockets = listening_sockets("127.0.0.1", 0)
+    acceptor = Acceptor(asyncio.get_running_loop(), sockets, server)
+    await acceptor.start_serving()
+    host, port = sockets[0].getsockname()[:2]
     try:
         async with (
             aiohttp.ClientSession() as session,
@@ -33,7 +34,8 @@ async def test_failure_of_the_proxys_own_is_a_json_500_logged_with_its_traceback
             assert resp.status == 500
             assert (await resp.json())["error"] == "proxy_failure"
     finally:
-        await runner.cleanup()
+        acceptor.close()
+        await server.shutdown(1.0)
 
     [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert (record.name, record.getMessage()) == (
