@@ -221,6 +221,7 @@ class RequestBody:
         "_buffered",
         "_chunks",
         "_connection",
+        "_discarding",
         "_eof",
         "_error",
         "_expect_continue",
@@ -236,6 +237,18 @@ class RequestBody:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._expect_continue = expect_continue
+        self._discarding = False
+
+    @property
+    def awaiting_continue(self) -> bool:
+        """Whether the client waits for ``100 Continue``, which it was not sent."""
+        return self._expect_continue and not self._eof
+
+    def discard(self) -> None:
+        """Drop what is buffered and whatever else arrives: nobody will read it."""
+        self._discarding = True
+        self._chunks.clear()
+        self._buffered = 0
 
     @property
     def complete(self) -> bool:
@@ -277,6 +290,8 @@ class RequestBody:
 
     def feed(self, data: bytes) -> None:
         """Queue bytes the parser found; tell the caller to pause past the mark."""
+        if self._discarding:
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered >= _BODY_HIGH_WATER:
@@ -496,7 +511,9 @@ class _Connection(asyncio.Protocol):
         self._head_timeout = limits.header_read_timeout_ms / 1000
         self._keepalive_timeout = limits.keepalive_timeout_ms / 1000
         self._head_timeout_ms = limits.header_read_timeout_ms
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(
+            self
+        )
         self.transport: asyncio.Transport | None = None
         self._remote: str | None = None
         self.closing = False
@@ -519,6 +536,8 @@ class _Connection(asyncio.Protocol):
         # the rest of the bookkeeping together.
         self.deadline: float | None = None
         self._idle = False
+        # Reading and dropping the rest of a body whose request was answered.
+        self._draining = False
         self._head_begun = False
         # Nothing more is parsed from this connection; nothing queued will run.
         self._stopped = False
@@ -553,6 +572,13 @@ class _Connection(asyncio.Protocol):
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_exception(lost)
+        # The parser and this protocol refer to each other, and so do a request
+        # in flight and this protocol: undone here, a closed connection is freed
+        # at once rather than by the cyclic collector, which runs seldom.
+        self._parser = None
+        self._parsing = None
+        self._current = None
+        self._task = None
         self._server.connection_gone()
 
     def data_received(self, data: bytes) -> None:
@@ -568,8 +594,11 @@ class _Connection(asyncio.Protocol):
             self._check_head_lines(data)
             if self._stopped:
                 return
+        parser = self._parser
+        if parser is None:
+            return
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._on_upgrade()
         except _BadRequest as exc:
@@ -639,6 +668,7 @@ class _Connection(asyncio.Protocol):
         self._in_head = False
         self._stop_clock()
         parser = self._parser
+        assert parser is not None
         version = parser.get_http_version()
         method = parser.get_method().decode("ascii", "replace")
         headers = self._headers
@@ -685,6 +715,10 @@ class _Connection(asyncio.Protocol):
         self._parsing = None
         if request is not None and request.body is not None:
             request.body.end()
+        if self._draining:
+            self._draining = False
+            self._stop_clock()
+            self._next_request()
 
     # -- the requests ----------------------------------------------------------------
 
@@ -745,18 +779,33 @@ class _Connection(asyncio.Protocol):
         self._current = None
         if transport is None:
             return
-        parsing = self._parsing
-        unread = parsing is not None and parsing.body is not None
-        if response.close_after or self.closing or unread or self._stopped:
-            # An unread body leaves the next request's start unknown: close.
+        if response.close_after or self.closing or self._stopped:
             transport.close()
             return
-        if self._queue:
-            self._run(self._queue.popleft())
+        body = self._parsing.body if self._parsing is not None else None
+        if body is not None:
+            # Answered before its body was all read (a fault answered in place of
+            # the upstream): the rest is read and dropped, so that the client,
+            # still sending, reads the answer instead of a reset, and the
+            # connection can carry the next request.
+            if body.awaiting_continue:
+                # The client waits to be told to send; it is told nothing.
+                transport.close()
+                return
+            body.discard()
+            self._draining = True
+            self.deadline = self._loop.time() + self._head_timeout
             self._resume_reading()
             return
+        self._next_request()
+
+    def _next_request(self) -> None:
+        """Start the next queued request, or wait for one."""
         self._resume_reading()
-        self._start_keepalive_clock()
+        if self._queue:
+            self._run(self._queue.popleft())
+        else:
+            self._start_keepalive_clock()
 
     def send_continue(self) -> None:
         """Tell a client waiting on ``Expect: 100-continue`` to send its body."""
@@ -949,7 +998,11 @@ class _Connection(asyncio.Protocol):
     def deadline_passed(self) -> None:
         """The server's sweep found :attr:`deadline` passed: act on it."""
         self.deadline = None
-        if self._idle:
+        if self._draining:
+            # The rest of an answered request's body is too slow to come.
+            if self.transport is not None:
+                self.transport.close()
+        elif self._idle:
             self._on_keepalive_timeout()
         else:
             self._on_head_timeout()

@@ -288,6 +288,9 @@ class UpstreamConnection(asyncio.Protocol):
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_result(None)
+        # The parser refers back to this protocol; undone, a closed connection
+        # is freed at once rather than by the cyclic collector.
+        self._parser = None
 
     def pause_writing(self) -> None:
         """The upstream is slow to take the request body; stop sending."""

@@ -108,7 +108,9 @@ async def decide(injector: FaultInjector, faults: Sequence[RouteFault]) -> Decis
             continue
         except Exception as exc:  # the injector's way of saying "this one fired"
             effect = _effect_type(fault, exc)
-            error = exc
+            # Without its traceback: that would hold this frame, which holds the
+            # decision, which holds the exception, a cycle per fault fired.
+            error = exc.with_traceback(None)
         if effect in TERMINATING_FAULTS:
             decision.fired.append(fault)
             decision.fired_types.append(effect)

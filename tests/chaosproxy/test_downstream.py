@@ -212,3 +212,53 @@ async def test_shutdown_lets_a_request_in_flight_finish_and_closes_idle_ones(
     busy_writer.close()
 
     assert status == 200
+
+
+async def test_a_body_still_arriving_after_a_fault_answered_is_read_and_dropped(
+    upstream: Upstream, start_proxy: ProxyFactory
+) -> None:
+    """The client gets the fault's 503, finishes its upload, and reuses the connection.
+
+    Closing at once would reset a client still sending, which would then see a
+    connection error instead of the injected 503.
+    """
+    body_rule = "routes:\n  - name: up\n    match: {path: /upload}\n"
+    faults = "    faults:\n      - {fault_type: error, error_code: 503}\n"
+    proxy = await start_proxy(proxy_yaml(upstream.url, body_rule + faults))
+    assert proxy.address is not None
+    reader, writer = await asyncio.open_connection(*proxy.address)
+    size = 4 * 1024 * 1024
+    writer.write(
+        b"POST /upload HTTP/1.1\r\nHost: p\r\nContent-Length: %d\r\n\r\n" % size
+    )
+    writer.write(b"x" * 65536)
+    status, _ = await asyncio.wait_for(read_response(reader), 2)
+    writer.write(b"x" * (size - 65536))
+    writer.write(b"GET /echo/after HTTP/1.1\r\nHost: p\r\n\r\n")
+    after, echoed = await asyncio.wait_for(read_response(reader), 5)
+    writer.close()
+
+    assert status == 503
+    assert after == 200
+    assert json.loads(echoed)["raw_path"] == "/echo/after"
+    assert [hit["raw"] for hit in upstream.requests] == ["/echo/after"]
+
+
+async def test_a_client_waiting_for_100_continue_is_answered_and_closed(
+    upstream: Upstream, start_proxy: ProxyFactory
+) -> None:
+    """A fault answers before the body was asked for: the answer, then a close."""
+    rule = "routes:\n  - name: up\n    match: {path: /upload}\n"
+    faults = "    faults:\n      - {fault_type: resource_exhaustion}\n"
+    proxy = await start_proxy(proxy_yaml(upstream.url, rule + faults))
+    assert proxy.address is not None
+
+    reply = await exchange(
+        proxy.address,
+        b"POST /upload HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\n"
+        b"Expect: 100-continue\r\n\r\n",
+    )
+
+    assert reply.status == 429
+    assert reply.closed
+    assert b"100 Continue" not in reply.data
