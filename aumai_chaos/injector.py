@@ -3,8 +3,8 @@
 Every fault goes through two steps. ``decide`` checks the config and draws once from
 the injector's random generator; ``apply`` performs the fault by calling the
 ``inject_*`` hook its type names in ``_HOOKS``. ``inject`` is the two together, and
-``inject_async`` is its awaitable twin, which sleeps with ``asyncio.sleep`` instead of
-``time.sleep``.
+``inject_async`` is its awaitable twin, which awaits its latency (never less than
+``duration_ms``) instead of calling ``time.sleep``.
 
 Subclasses may override any hook, ``apply`` or ``inject`` (the proxy does). Such an
 override may block, so ``inject_async`` runs it on ``executor`` rather than on the
@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import ClassVar, NamedTuple
 
@@ -32,7 +33,10 @@ from aumai_chaos.errors import (
 )
 from aumai_chaos.models import FaultConfig, FaultType
 
-__all__ = ["FaultInjector"]
+__all__ = ["FaultInjector", "Sleep"]
+
+#: An awaitable sleep: called with seconds, returns once they have passed.
+Sleep = Callable[[float], Awaitable[object]]
 
 # One pool per injector is plenty: only overridden, possibly blocking hooks use it.
 _EXECUTOR_WORKERS = 64
@@ -236,13 +240,18 @@ class FaultInjector:
 
         return True
 
-    async def inject_async(self, config: FaultConfig) -> bool:
+    async def inject_async(
+        self, config: FaultConfig, *, sleep: Sleep | None = None
+    ) -> bool:
         """Awaitable ``inject``: same checks, same single draw, same exceptions.
 
-        Latency is awaited with ``asyncio.sleep`` and never blocks the event loop.
-        Methods a subclass overrides run on ``executor`` instead: an overridden
-        ``inject`` runs whole there; otherwise the decision is taken here and an
-        overridden ``apply`` or ``inject_*`` hook runs there.
+        Latency is awaited and never blocks the event loop: with ``sleep`` when
+        given (a server may hold many requests its own way), else with
+        ``asyncio.sleep``, topped up when the loop woke early, so that a hold is
+        never shorter than ``duration_ms``. Methods a subclass overrides run on
+        ``executor`` instead: an overridden ``inject`` runs whole there;
+        otherwise the decision is taken here and an overridden ``apply`` or
+        ``inject_*`` hook runs there.
 
         Returns:
             True if the fault fired and returned (only latency returns), else False.
@@ -264,7 +273,7 @@ class FaultInjector:
         if _HOOKS[config.fault_type].method in overridden:
             await self._run_in_executor(method, *arguments)
         elif config.fault_type is FaultType.latency:
-            await asyncio.sleep(_duration_seconds(config))
+            await (sleep or _sleep_at_least)(_duration_seconds(config))
         else:
             method(*arguments)
 
@@ -295,6 +304,20 @@ class FaultInjector:
                     thread_name_prefix=_EXECUTOR_THREAD_PREFIX,
                 )
             return self.executor
+
+
+async def _sleep_at_least(seconds: float) -> None:
+    """``asyncio.sleep``, then more while ``time.monotonic`` says it is early.
+
+    uvloop keeps time in whole milliseconds and rounds each delay to the nearest
+    one, so its timers can fire up to about a millisecond and a half early.
+    """
+    deadline = time.monotonic() + seconds
+    await asyncio.sleep(seconds)
+    # The condition is the clock itself, which no Event could signal.
+    while (left := deadline - time.monotonic()) > 0:  # noqa: ASYNC110
+        # Whole milliseconds: uvloop would round a shorter delay to none.
+        await asyncio.sleep(math.ceil(left * 1000) / 1000)
 
 
 def _duration_seconds(config: FaultConfig) -> float:

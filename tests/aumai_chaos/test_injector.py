@@ -399,6 +399,47 @@ async def test_async_latency_can_be_cancelled() -> None:
         await task
 
 
+def test_async_latency_is_never_shorter_than_its_duration_on_uvloop() -> None:
+    """On uvloop, whose timers can fire a millisecond early, no latency ends early."""
+    uvloop = pytest.importorskip("uvloop")
+    injector = FaultInjector(seed=0)
+    durations = [random.Random(n).randint(1, 30) for n in range(200)]
+    short: list[float] = []
+
+    async def one(duration_ms: int) -> None:
+        config = FaultConfig(fault_type=FaultType.latency, duration_ms=duration_ms)
+        started = time.monotonic()
+        await injector.inject_async(config)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if elapsed_ms < duration_ms:
+            short.append(duration_ms - elapsed_ms)
+
+    async def main() -> None:
+        await asyncio.gather(*(one(d) for d in durations))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+    assert short == []
+
+
+async def test_async_latency_is_held_with_the_sleep_given() -> None:
+    """inject_async(sleep=...) holds latency with that sleep, given seconds."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    latency = FaultConfig(fault_type=FaultType.latency, duration_ms=250)
+    fired = await FaultInjector(seed=0).inject_async(latency, sleep=sleep)
+    error = FaultConfig(fault_type=FaultType.error, error_code=503)
+    with pytest.raises(ChaosError):
+        await FaultInjector(seed=0).inject_async(error, sleep=sleep)
+
+    assert fired is True
+    assert slept == [0.25]
+
+
 async def test_blocking_latency_override_runs_off_the_loop_thread(
     blocking_injector: BlockingLatencyInjector,
 ) -> None:
