@@ -5,7 +5,7 @@
     client ──> ProxyHandler.__call__
                  │ route = router.match(method, path, headers)      routing.py
                  │ decision = decide(injector, route.faults)        faults/__init__.py
-                 │   latency is held here, by the injector
+                 │   latency is held here, in Holds                 faults/latency.py
                  │   a terminating fault answers now ─────────────> client
                  │ upstream.open(...) streams the request body      upstream.py
                  │   502 / 504 on failure ────────────────────────> client
@@ -35,6 +35,7 @@ from chaosproxy.faults import error as error_fault
 from chaosproxy.faults import resource_exhaustion as exhaustion_fault
 from chaosproxy.faults import timeout as timeout_fault
 from chaosproxy.faults.data_corruption import Corruptor
+from chaosproxy.faults.latency import Holds
 from chaosproxy.faults.partial_failure import Truncator
 from chaosproxy.headers import downstream_headers, upstream_headers
 from chaosproxy.observations import ObservationSink
@@ -87,6 +88,11 @@ class ProxyHandler:
         """Serve requests with the rules and clients in ``state``."""
         self.state = state
         self._loop_time = asyncio.get_running_loop().time
+        self._holds = Holds()
+
+    def close(self) -> None:
+        """Cancel every request still held by a latency or timeout fault."""
+        self._holds.close()
 
     async def __call__(self, request: Request, response: Response) -> None:
         """Route, decide faults, forward or answer, and record the exchange."""
@@ -95,7 +101,9 @@ class ProxyHandler:
         exchange = _Exchange(route)
         try:
             if route.faults:
-                exchange.decision = await decide(self.state.injector, route.faults)
+                exchange.decision = await decide(
+                    self.state.injector, route.faults, sleep=self._holds.hold
+                )
             if exchange.decision.terminal is None:
                 await self._forward(request, response, exchange)
             else:
@@ -113,7 +121,7 @@ class ProxyHandler:
         fired = decision.header_value
         if decision.terminal_type is FaultType.timeout:
             default_ms = self.state.config.upstream_timeout_ms
-            return await timeout_fault.respond(fault, default_ms, fired)
+            return await timeout_fault.respond(fault, default_ms, fired, self._holds)
         if decision.terminal_type is FaultType.resource_exhaustion:
             return exhaustion_fault.respond(fault, fired)
         assert decision.terminal_error is not None

@@ -95,6 +95,7 @@ class ChaosProxy:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._extra: list[ExtraFault] = []
         self._server: DownstreamServer | None = None
+        self._handler: ProxyHandler | None = None
         self._acceptor: Acceptor | None = None
         self.address: tuple[str, int] | None = None
         self._admin_runner: web.AppRunner | None = None
@@ -142,9 +143,8 @@ class ChaosProxy:
         check_admin_exposure(self.config)
         await self.upstream.start()
         # Limits are read per connection, so a reload's apply to new connections.
-        self._server = DownstreamServer(
-            ProxyHandler(self.state), lambda: self.config.limits
-        )
+        self._handler = ProxyHandler(self.state)
+        self._server = DownstreamServer(self._handler, lambda: self.config.limits)
         try:
             if sock is not None:
                 sockets = [sock]
@@ -187,6 +187,9 @@ class ChaosProxy:
         if self._server is not None:
             await self._server.shutdown(self.shutdown_grace)
             self._server = None
+        if self._handler is not None:
+            self._handler.close()
+            self._handler = None
         for task in list(self._retiring):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,7 +11,8 @@ One module per effect, named after its fault type::
 
 :func:`decide` runs a route's faults through the library's
 :meth:`~aumai_chaos.FaultInjector.inject_async`, in order, each by its own
-probability. The injector *decides* (and holds latency); the exceptions it raises
+probability. The injector *decides* (and holds latency, with the proxy's
+:class:`~chaosproxy.faults.latency.Holds`); the exceptions it raises
 for the other types say which fault fired, and the proxy turns that into the wire
 effect. The first terminating fault ends the decisions: nothing after it could act.
 """
@@ -30,6 +31,7 @@ from aumai_chaos import (
     PartialFailureError,
     ResourceExhaustedError,
 )
+from aumai_chaos.injector import Sleep
 from chaosproxy.faults.base import FAULT_HEADER, BodyFilter
 from chaosproxy.routing import RouteFault
 
@@ -92,8 +94,13 @@ def _effect_type(fault: RouteFault, exc: Exception) -> FaultType:
     return fault.config.fault_type
 
 
-async def decide(injector: FaultInjector, faults: Sequence[RouteFault]) -> Decision:
-    """Decide ``faults`` in order; hold latency as it fires.
+async def decide(
+    injector: FaultInjector,
+    faults: Sequence[RouteFault],
+    *,
+    sleep: Sleep | None = None,
+) -> Decision:
+    """Decide ``faults`` in order; hold latency as it fires, with ``sleep``.
 
     Returns what fired. A terminating fault stops the decisions, and response faults
     that fired before it are dropped from the result, since no upstream response
@@ -102,7 +109,7 @@ async def decide(injector: FaultInjector, faults: Sequence[RouteFault]) -> Decis
     decision = Decision()
     for fault in faults:
         try:
-            if await injector.inject_async(fault.config):
+            if await injector.inject_async(fault.config, sleep=sleep):
                 decision.fired.append(fault)
                 decision.fired_types.append(fault.config.fault_type)
             continue
