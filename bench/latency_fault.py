@@ -25,6 +25,7 @@ from bench.harness import (
     require_tools,
     start_nginx,
     start_proxy,
+    wait_until_idle,
     wrk,
 )
 
@@ -58,11 +59,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, Processes() as procs:
         work = Path(tmp)
         upstream_port = start_nginx(procs, work)
-        _, port = start_proxy(procs, work, CONFIG.format(upstream_port=upstream_port))
+        proxy, port = start_proxy(
+            procs, work, CONFIG.format(upstream_port=upstream_port)
+        )
         url = f"http://127.0.0.1:{port}/1k"
         wrk(url, 50, 2)  # warm-up: connection pools, code paths
         for _ in range(args.rounds):
             for connections in TARGETS:
+                wait_until_idle(proxy.pid)
                 runs[connections].append(wrk(url, connections, args.seconds))
 
     print(

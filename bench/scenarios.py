@@ -2,10 +2,11 @@
 
 Each target (our proxy, Envoy) runs as two processes pinned to core 1: one that
 only forwards (Envoy's fault filter at 0 %), one with a 100 ms latency fault on
-every request. wrk (one thread) and nginx share core 0. A measurement is one wrk
-run plus what the target's process spent meanwhile, read from ``/proc``: CPU time
-per request is steadier than requests per second on a machine that other work
-shares, since it does not count the time the process waited for a core.
+every request. wrk (one thread) and nginx share core 0. A measurement starts once
+the target's process is idle, and is one wrk run plus what the process spent
+meanwhile, read from ``/proc``: CPU time per request is steadier than requests
+per second on a machine that other work shares, since it does not count the time
+the process waited for a core.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from bench.harness import WrkResult, cpu_seconds, rss_mib, wrk
+from bench.harness import WrkResult, cpu_seconds, rss_mib, wait_until_idle, wrk
 
 __all__ = ["SCENARIOS", "Measurement", "Scenario", "Target", "measure"]
 
@@ -103,6 +104,7 @@ class _PeakRss:
 def measure(target: Target, scenario: Scenario, seconds: float) -> Measurement:
     """Load ``target`` with ``scenario`` for ``seconds``; return what was seen."""
     pid, base = target.endpoint(scenario)
+    wait_until_idle(pid)
     before = cpu_seconds(pid)
     with _PeakRss(pid) as rss:
         result = wrk(base + scenario.path, scenario.connections, seconds)
