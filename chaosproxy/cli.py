@@ -139,11 +139,11 @@ async def _serve(
         await stop.wait()
         logger.info("shutting down")
     finally:
-        collector.cancel()
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        for task in (collector, watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await proxy.stop()
     logger.info("stopped")
 

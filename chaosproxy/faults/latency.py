@@ -75,7 +75,10 @@ class Holds:
         try:
             await future
         except asyncio.CancelledError:
-            self._forget_cancelled()
+            # Not when the task was cancelled after its release: the entry has
+            # left the queue already.
+            if future.cancelled():
+                self._forget_cancelled()
             raise
 
     def close(self) -> None:
